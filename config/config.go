@@ -1,0 +1,388 @@
+// Package config declares every roomnetd option once (flag, ROOMNET_* env
+// variable, YAML key, default) and loads them into a typed, validated
+// Config. Precedence, lowest first: defaults, YAML file, environment, flags.
+// It holds no global state: Load returns a fresh Config every call.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the validated configuration of a roomnetd process.
+type Config struct {
+	Listen    string // REST API, web, chat and metrics
+	PublicURL string // how clients reach Listen
+	DataDir   string
+	LogLevel  string
+	LogFormat string
+
+	Database  Database
+	Headscale Headscale
+	DERP      DERP
+	Rooms     Rooms
+	Auth      Auth
+}
+
+// Database selects the gorm engine.
+type Database struct {
+	Driver string // sqlite or postgres
+	DSN    string // empty for sqlite: <data-dir>/roomnet.db
+}
+
+// Headscale configures the coordination server: an embedded supervised
+// child process (default) or an external server reached over gRPC.
+type Headscale struct {
+	Mode        string // embedded or external
+	Listen      string // embedded: Headscale's HTTP listener
+	ServerURL   string // URL nodes use as login server
+	Address     string // external: gRPC host:port
+	APIKey      string // external: API key (secret)
+	Insecure    bool   // external: gRPC without TLS
+	BatchDelay  time.Duration
+	StoreBatch  time.Duration
+	EphemeralGC time.Duration
+}
+
+// DERP configures the embedded relay.
+type DERP struct {
+	Enabled    bool
+	Listen     string // DERP over TLS
+	STUNListen string
+	Hostname   string // name or IP nodes dial; also the certificate name
+	CertFile   string
+	KeyFile    string
+	RegionID   int
+	RegionCode string
+	RegionName string
+}
+
+// Rooms holds room policy limits.
+type Rooms struct {
+	JoinKeyTTL        time.Duration
+	MaxPlayers        int
+	ReconcileInterval time.Duration
+	MaxRoomsPerUser   int
+}
+
+// Auth holds account options.
+type Auth struct {
+	AdminUsername  string
+	AdminPassword  string // secret; empty: generated and printed once
+	TokenTTL       time.Duration
+	OpenSignup     bool
+	LoginPerMinute int
+}
+
+// option is the one declaration of a setting.
+type option struct {
+	key   string // YAML key path, dotted; flag is the key with '.'/'_' → '-'
+	usage string
+	def   string
+	set   func(c *Config, v string) error
+}
+
+func (o option) flagName() string {
+	return strings.NewReplacer(".", "-", "_", "-").Replace(o.key)
+}
+
+func (o option) envName() string {
+	return "ROOMNET_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(o.key))
+}
+
+func str(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func integer(p func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", v)
+		}
+		*p(c) = n
+		return nil
+	}
+}
+
+func boolean(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("not a boolean: %q", v)
+		}
+		*p(c) = b
+		return nil
+	}
+}
+
+func duration(p func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("not a duration: %q", v)
+		}
+		*p(c) = d
+		return nil
+	}
+}
+
+var options = []option{
+	{"listen", "address of the REST API, web panel and chat", "127.0.0.1:8080", str(func(c *Config) *string { return &c.Listen })},
+	{"public_url", "URL clients use to reach --listen (default http://<bound listen address>)", "", str(func(c *Config) *string { return &c.PublicURL })},
+	{"data_dir", "directory for all state", "roomnet-data", str(func(c *Config) *string { return &c.DataDir })},
+	{"log.level", "debug, info, warn or error", "info", str(func(c *Config) *string { return &c.LogLevel })},
+	{"log.format", "text or json", "text", str(func(c *Config) *string { return &c.LogFormat })},
+
+	{"database.driver", "sqlite or postgres", "sqlite", str(func(c *Config) *string { return &c.Database.Driver })},
+	{"database.dsn", "database DSN (sqlite default: <data-dir>/roomnet.db)", "", str(func(c *Config) *string { return &c.Database.DSN })},
+
+	{"headscale.mode", "embedded (supervised child process) or external", "embedded", str(func(c *Config) *string { return &c.Headscale.Mode })},
+	{"headscale.listen", "embedded Headscale HTTP listen address", "127.0.0.1:8081", str(func(c *Config) *string { return &c.Headscale.Listen })},
+	{"headscale.server_url", "login server URL handed to nodes (default http://<headscale.listen>)", "", str(func(c *Config) *string { return &c.Headscale.ServerURL })},
+	{"headscale.address", "external Headscale gRPC address host:port", "", str(func(c *Config) *string { return &c.Headscale.Address })},
+	{"headscale.api_key", "external Headscale API key", "", str(func(c *Config) *string { return &c.Headscale.APIKey })},
+	{"headscale.insecure", "external Headscale gRPC without TLS", "false", boolean(func(c *Config) *bool { return &c.Headscale.Insecure })},
+	{"headscale.batch_delay", "embedded Headscale map update batching delay", "100ms", duration(func(c *Config) *time.Duration { return &c.Headscale.BatchDelay })},
+	{"headscale.store_batch_timeout", "embedded Headscale node store batch timeout", "20ms", duration(func(c *Config) *time.Duration { return &c.Headscale.StoreBatch })},
+	{"headscale.ephemeral_timeout", "embedded Headscale: remove ephemeral nodes offline this long", "5m", duration(func(c *Config) *time.Duration { return &c.Headscale.EphemeralGC })},
+
+	{"derp.enabled", "run the embedded DERP relay", "true", boolean(func(c *Config) *bool { return &c.DERP.Enabled })},
+	{"derp.listen", "embedded DERP relay TLS listen address", "127.0.0.1:8443", str(func(c *Config) *string { return &c.DERP.Listen })},
+	{"derp.stun_listen", "embedded STUN UDP listen address", "127.0.0.1:3478", str(func(c *Config) *string { return &c.DERP.STUNListen })},
+	{"derp.hostname", "host name or IP nodes use for the relay (default: host of derp.listen)", "", str(func(c *Config) *string { return &c.DERP.Hostname })},
+	{"derp.cert_file", "TLS certificate (empty: self-signed, local development only)", "", str(func(c *Config) *string { return &c.DERP.CertFile })},
+	{"derp.key_file", "TLS key for derp.cert_file", "", str(func(c *Config) *string { return &c.DERP.KeyFile })},
+	{"derp.region_id", "DERP region id", "900", integer(func(c *Config) *int { return &c.DERP.RegionID })},
+	{"derp.region_code", "DERP region code", "roomnet", str(func(c *Config) *string { return &c.DERP.RegionCode })},
+	{"derp.region_name", "DERP region name", "roomnet embedded", str(func(c *Config) *string { return &c.DERP.RegionName })},
+
+	{"rooms.join_key_ttl", "lifetime of a join's pre-auth key", "5m", duration(func(c *Config) *time.Duration { return &c.Rooms.JoinKeyTTL })},
+	{"rooms.max_players", "upper bound on a room's max_players", "64", integer(func(c *Config) *int { return &c.Rooms.MaxPlayers })},
+	{"rooms.reconcile_interval", "how often rooms are reconciled with Headscale", "1m", duration(func(c *Config) *time.Duration { return &c.Rooms.ReconcileInterval })},
+	{"rooms.max_per_user", "open rooms a user may host at once", "5", integer(func(c *Config) *int { return &c.Rooms.MaxRoomsPerUser })},
+
+	{"admin.username", "name of the bootstrapped admin", "admin", str(func(c *Config) *string { return &c.Auth.AdminUsername })},
+	{"admin.password", "bootstrap admin password (empty: generated and printed once)", "", str(func(c *Config) *string { return &c.Auth.AdminPassword })},
+	{"auth.token_ttl", "lifetime of a bearer token", "168h", duration(func(c *Config) *time.Duration { return &c.Auth.TokenTTL })},
+	{"auth.open_signup", "anyone may register an account", "true", boolean(func(c *Config) *bool { return &c.Auth.OpenSignup })},
+	{"auth.login_per_minute", "login and register attempts per minute per client address", "30", integer(func(c *Config) *int { return &c.Auth.LoginPerMinute })},
+}
+
+// Default returns the configuration with every default applied.
+func Default() Config {
+	var c Config
+	for _, o := range options {
+		if err := o.set(&c, o.def); err != nil {
+			panic(fmt.Sprintf("config: bad default for %s: %v", o.key, err))
+		}
+	}
+	return c
+}
+
+// Load builds a Config from defaults, the YAML file named by --config or
+// ROOMNET_CONFIG, ROOMNET_* variables from env, and args (flags), then
+// validates it. Help output goes to out.
+func Load(args []string, env func(string) (string, bool), out io.Writer) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("roomnetd", flag.ContinueOnError)
+	fs.SetOutput(out)
+	configFile := fs.String("config", "", "YAML configuration file (env ROOMNET_CONFIG)")
+	given := map[string]string{} // flag values, applied last
+	for _, o := range options {
+		fs.Func(o.flagName(), fmt.Sprintf("%s (env %s, default %q)", o.usage, o.envName(), o.def), func(s string) error {
+			given[o.key] = s
+			return nil
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+
+	path := *configFile
+	if path == "" {
+		path, _ = env("ROOMNET_CONFIG")
+	}
+	if path != "" {
+		if err := applyFile(&c, path); err != nil {
+			return c, err
+		}
+	}
+	for _, o := range options {
+		if v, ok := env(o.envName()); ok {
+			if err := o.set(&c, v); err != nil {
+				return c, fmt.Errorf("%s: %w", o.envName(), err)
+			}
+		}
+	}
+	for _, o := range options {
+		if v, ok := given[o.key]; ok {
+			if err := o.set(&c, v); err != nil {
+				return c, fmt.Errorf("--%s: %w", o.flagName(), err)
+			}
+		}
+	}
+	if err := c.Finish(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func applyFile(c *Config, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading config file: %w", err)
+	}
+	var tree map[string]any
+	if err := yaml.Unmarshal(b, &tree); err != nil {
+		return fmt.Errorf("parsing config file %s: %w", path, err)
+	}
+	flat := map[string]string{}
+	flatten("", tree, flat)
+	known := map[string]option{}
+	for _, o := range options {
+		known[o.key] = o
+	}
+	keys := make([]string, 0, len(flat))
+	for k := range flat {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		o, ok := known[k]
+		if !ok {
+			return fmt.Errorf("config file %s: unknown key %q", path, k)
+		}
+		if err := o.set(c, flat[k]); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+func flatten(prefix string, v any, out map[string]string) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, vv := range t {
+			key := k
+			if prefix != "" {
+				key = prefix + "." + k
+			}
+			flatten(key, vv, out)
+		}
+	case nil:
+		out[prefix] = ""
+	default:
+		out[prefix] = fmt.Sprint(t)
+	}
+}
+
+// Finish fills derived defaults and validates c. Load calls it; callers
+// that build a Config in code (tests) call it themselves.
+func (c *Config) Finish() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %w", err))
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("public_url: want an http(s) URL, got %q", c.PublicURL))
+		}
+		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: must not be empty"))
+	} else if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: want debug, info, warn or error, got %q", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: want text or json, got %q", c.LogFormat))
+	}
+	switch c.Database.Driver {
+	case "sqlite":
+		if c.Database.DSN == "" {
+			c.Database.DSN = filepath.Join(c.DataDir, "roomnet.db")
+		}
+	case "postgres":
+		if c.Database.DSN == "" {
+			errs = append(errs, errors.New("database.dsn: required for postgres"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("database.driver: want sqlite or postgres, got %q", c.Database.Driver))
+	}
+	switch c.Headscale.Mode {
+	case "embedded":
+		if _, _, err := net.SplitHostPort(c.Headscale.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("headscale.listen: %w", err))
+		}
+	case "external":
+		if c.Headscale.Address == "" || c.Headscale.APIKey == "" || c.Headscale.ServerURL == "" {
+			errs = append(errs, errors.New("headscale: external mode needs headscale.address, headscale.api_key and headscale.server_url"))
+		}
+		if c.DERP.Enabled {
+			errs = append(errs, errors.New("derp.enabled: the embedded relay's map is written for the embedded Headscale; with an external Headscale run roomnet-derp and set derp.enabled=false"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("headscale.mode: want embedded or external, got %q", c.Headscale.Mode))
+	}
+	if c.Headscale.BatchDelay <= 0 || c.Headscale.StoreBatch <= 0 || c.Headscale.EphemeralGC < time.Minute {
+		errs = append(errs, errors.New("headscale: batch_delay and store_batch_timeout must be positive, ephemeral_timeout at least 1m"))
+	}
+	if c.DERP.Enabled {
+		for name, addr := range map[string]string{"derp.listen": c.DERP.Listen, "derp.stun_listen": c.DERP.STUNListen} {
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+		if (c.DERP.CertFile == "") != (c.DERP.KeyFile == "") {
+			errs = append(errs, errors.New("derp: cert_file and key_file go together"))
+		}
+		if c.DERP.RegionID < 1 || c.DERP.RegionID > 65535 {
+			errs = append(errs, fmt.Errorf("derp.region_id: want 1..65535, got %d", c.DERP.RegionID))
+		}
+	}
+	if c.Rooms.JoinKeyTTL < 10*time.Second || c.Rooms.JoinKeyTTL > time.Hour {
+		errs = append(errs, fmt.Errorf("rooms.join_key_ttl: want 10s..1h, got %s", c.Rooms.JoinKeyTTL))
+	}
+	if c.Rooms.MaxPlayers < 2 || c.Rooms.MaxPlayers > 1024 {
+		errs = append(errs, fmt.Errorf("rooms.max_players: want 2..1024, got %d", c.Rooms.MaxPlayers))
+	}
+	if c.Rooms.ReconcileInterval < time.Second {
+		errs = append(errs, fmt.Errorf("rooms.reconcile_interval: want at least 1s, got %s", c.Rooms.ReconcileInterval))
+	}
+	if c.Rooms.MaxRoomsPerUser < 1 {
+		errs = append(errs, errors.New("rooms.max_per_user: want at least 1"))
+	}
+	if c.Auth.TokenTTL < time.Minute {
+		errs = append(errs, errors.New("auth.token_ttl: want at least 1m"))
+	}
+	if c.Auth.AdminPassword != "" && len(c.Auth.AdminPassword) < 8 {
+		errs = append(errs, errors.New("admin.password: want at least 8 characters"))
+	}
+	if c.Auth.LoginPerMinute < 1 {
+		errs = append(errs, errors.New("auth.login_per_minute: want at least 1"))
+	}
+	return errors.Join(errs...)
+}

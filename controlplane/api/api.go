@@ -1,0 +1,299 @@
+// Package api serves the control plane's REST API on echo: it
+// authenticates, decodes strictly, calls the service, publishes the events
+// mutations return, and maps domain errors to statuses and stable codes.
+// It holds no rules of its own.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	cp "github.com/roomnet/roomnet/controlplane"
+	"github.com/roomnet/roomnet/controlplane/service"
+	"github.com/roomnet/roomnet/controlplane/store"
+	"github.com/roomnet/roomnet/roomnet"
+)
+
+// Publisher receives the events of successful mutations.
+type Publisher interface {
+	Publish(ctx context.Context, events ...cp.Event)
+}
+
+// Options configures the API.
+type Options struct {
+	Service        *service.Service
+	Publisher      Publisher
+	Logger         *slog.Logger
+	Registry       *prometheus.Registry
+	Ready          func(ctx context.Context) error // nil error: ready for traffic
+	MaxBodyBytes   int64                           // default 64 KiB
+	AuthPerMinute  int                             // login/register attempts per client address
+	RequestsPerSec float64                         // per client address, all routes; default 50
+}
+
+type server struct {
+	svc *service.Service
+	pub Publisher
+	log *slog.Logger
+}
+
+type ctxKey struct{}
+
+// New returns the echo instance serving the API, /healthz and /metrics.
+func New(o Options) *echo.Echo {
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = 64 << 10
+	}
+	if o.RequestsPerSec == 0 {
+		o.RequestsPerSec = 50
+	}
+	if o.AuthPerMinute == 0 {
+		o.AuthPerMinute = 30
+	}
+	s := &server{svc: o.Service, pub: o.Publisher, log: o.Logger}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.Recover())
+	e.Use(metricsMiddleware(o.Registry))
+	e.Use(middleware.BodyLimit(strconv.FormatInt(o.MaxBodyBytes, 10) + "B"))
+	e.Use(securityHeaders)
+
+	e.GET("/healthz", func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+		defer cancel()
+		if err := o.Ready(ctx); err != nil {
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
+
+	v1 := e.Group(roomnet.APIVersionPrefix, rateLimit(rate.Limit(o.RequestsPerSec), int(2*o.RequestsPerSec)))
+	authLimit := rateLimit(rate.Limit(float64(o.AuthPerMinute)/60), o.AuthPerMinute)
+	v1.POST("/auth/register", s.register, authLimit)
+	v1.POST("/auth/login", s.login, authLimit)
+
+	a := v1.Group("", s.authenticate)
+	a.POST("/auth/logout", s.logout)
+	a.GET("/me", s.me)
+	a.GET("/users", s.users)
+	a.GET("/rooms", s.listRooms)
+	a.POST("/rooms", s.createRoom)
+	a.GET("/rooms/:id", s.getRoom)
+	a.DELETE("/rooms/:id", s.closeRoom)
+	a.POST("/rooms/:id/join", s.joinRoom, authLimit) // passwords are guessable
+	a.POST("/rooms/:id/key", s.renewKey)
+	a.POST("/rooms/:id/leave", s.leave)
+	a.POST("/rooms/:id/kick", s.kick)
+	a.POST("/rooms/:id/invite", s.rotateInvite)
+	a.GET("/rooms/:id/members", s.members)
+	a.GET("/invites/:code", s.invite)
+	a.POST("/invites/:code/join", s.joinInvite, authLimit) // codes are guessable
+	return e
+}
+
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		return next(c)
+	}
+}
+
+// rateLimit limits requests per client address with a token bucket.
+func rateLimit(r rate.Limit, burst int) echo.MiddlewareFunc {
+	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+			Rate: r, Burst: burst, ExpiresIn: 10 * time.Minute,
+		}),
+		IdentifierExtractor: func(c echo.Context) (string, error) { return c.RealIP(), nil },
+		ErrorHandler: func(c echo.Context, err error) error {
+			return &apiError{status: http.StatusForbidden, code: roomnet.CodeForbidden, msg: "no client address"}
+		},
+		DenyHandler: func(c echo.Context, id string, err error) error {
+			c.Response().Header().Set("Retry-After", "1")
+			return &apiError{status: http.StatusTooManyRequests, code: roomnet.CodeRateLimited, msg: "too many requests; slow down"}
+		},
+	})
+}
+
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.msg }
+
+func badRequest(code, format string, args ...any) error {
+	return &apiError{status: http.StatusBadRequest, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+var domainErrors = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{cp.ErrInvalid, http.StatusBadRequest, roomnet.CodeBadRequest},
+	{cp.ErrUnauthorized, http.StatusUnauthorized, roomnet.CodeUnauthorized},
+	{cp.ErrForbidden, http.StatusForbidden, roomnet.CodeForbidden},
+	{cp.ErrNotFound, http.StatusNotFound, roomnet.CodeNotFound},
+	{cp.ErrUsernameTaken, http.StatusConflict, roomnet.CodeUsernameTaken},
+	{cp.ErrRoomFull, http.StatusConflict, roomnet.CodeRoomFull},
+	{cp.ErrAlreadyMember, http.StatusConflict, roomnet.CodeAlreadyMember},
+	{cp.ErrNotMember, http.StatusConflict, roomnet.CodeNotMember},
+	{cp.ErrRoomClosed, http.StatusGone, roomnet.CodeRoomClosed},
+	{cp.ErrWrongPassword, http.StatusForbidden, roomnet.CodeWrongPassword},
+	{cp.ErrKicked, http.StatusForbidden, roomnet.CodeKicked},
+	{cp.ErrTooManyRooms, http.StatusConflict, roomnet.CodeTooManyRooms},
+	{cp.ErrSignupDisabled, http.StatusForbidden, roomnet.CodeSignupDisabled},
+	{cp.ErrUnavailable, http.StatusServiceUnavailable, roomnet.CodeUnavailable},
+}
+
+func (s *server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, code, msg := http.StatusInternalServerError, roomnet.CodeInternal, "internal error"
+	var ae *apiError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+		status, code, msg = ae.status, ae.code, ae.msg
+	case errors.As(err, &he):
+		status, msg = he.Code, fmt.Sprint(he.Message)
+		switch he.Code {
+		case http.StatusRequestEntityTooLarge:
+			code = roomnet.CodeBodyTooLarge
+		case http.StatusNotFound:
+			code = roomnet.CodeNotFound
+		case http.StatusMethodNotAllowed:
+			code = roomnet.CodeBadRequest
+		case http.StatusTooManyRequests:
+			code = roomnet.CodeRateLimited
+		default:
+			code = roomnet.CodeBadRequest
+		}
+	default:
+		matched := false
+		for _, d := range domainErrors {
+			if errors.Is(err, d.err) {
+				status, code, msg, matched = d.status, d.code, err.Error(), true
+				break
+			}
+		}
+		if !matched {
+			s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+		} else if status == http.StatusServiceUnavailable {
+			s.log.Warn("request failed: coordination server", "path", c.Path(), "err", err)
+			msg = "the coordination server is unavailable; try again shortly"
+		}
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = c.JSON(status, roomnet.ErrorBody{Error: roomnet.ErrorDetail{Code: code, Message: msg}})
+}
+
+// decode reads exactly one JSON object with no unknown fields into v.
+func decode(c echo.Context, v any) error {
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{status: http.StatusRequestEntityTooLarge, code: roomnet.CodeBodyTooLarge, msg: "request body too large"}
+		}
+		return err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest(roomnet.CodeInvalidJSON, "a JSON body is required")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest(roomnet.CodeInvalidJSON, "invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return badRequest(roomnet.CodeInvalidJSON, "invalid JSON: trailing data after the object")
+	}
+	return nil
+}
+
+// decodeOptional is decode for endpoints whose body may be empty.
+func decodeOptional(c echo.Context, v any) error {
+	if c.Request().ContentLength == 0 {
+		return nil
+	}
+	return decode(c, v)
+}
+
+func (s *server) publish(c echo.Context, events []cp.Event) {
+	if s.pub != nil && len(events) > 0 {
+		s.pub.Publish(context.WithoutCancel(c.Request().Context()), events...)
+	}
+}
+
+func bearer(c echo.Context) string {
+	h := c.Request().Header.Get(echo.HeaderAuthorization)
+	if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+		return strings.TrimSpace(t)
+	}
+	return ""
+}
+
+func (s *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u, err := s.svc.Authenticate(c.Request().Context(), bearer(c))
+		if err != nil {
+			if errors.Is(err, cp.ErrUnauthorized) {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="roomnet"`)
+			}
+			return err
+		}
+		c.Set("user", u)
+		return next(c)
+	}
+}
+
+func actor(c echo.Context) cp.User { return c.Get("user").(cp.User) }
+
+func userView(u cp.User) roomnet.User {
+	return roomnet.User{ID: u.ID, Username: u.Username, Role: u.Role, CreatedAt: u.CreatedAt, Banned: u.BannedAt != nil}
+}
+
+func roomView(r store.RoomSummary, withInvite bool) roomnet.Room {
+	v := roomnet.Room{
+		ID: r.ID, Name: r.Name, Game: r.Game, MaxPlayers: r.MaxPlayers, Public: r.Public,
+		HasPassword: r.PasswordHash != nil, Host: r.HostName, Members: r.Members,
+		CreatedAt: r.CreatedAt, ClosedAt: r.ClosedAt,
+	}
+	if withInvite {
+		v.InviteCode, v.InviteLink = r.InviteCode, InviteLink(r.InviteCode)
+	}
+	return v
+}
+
+// InviteLink is the roomnet:// link a launcher opens for an invite code.
+func InviteLink(code string) string { return "roomnet://join/" + code }
+
+func grantView(g service.Grant) roomnet.JoinGrant {
+	return roomnet.JoinGrant{RoomID: g.RoomID, LoginServer: g.LoginServer, AuthKey: g.AuthKey, ExpiresAt: g.ExpiresAt}
+}

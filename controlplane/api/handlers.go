@@ -1,0 +1,209 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	cp "github.com/roomnet/roomnet/controlplane"
+	"github.com/roomnet/roomnet/controlplane/service"
+	"github.com/roomnet/roomnet/roomnet"
+)
+
+func (s *server) register(c echo.Context) error {
+	var req roomnet.Credentials
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	u, err := s.svc.Register(c.Request().Context(), req.Username, req.Password)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, userView(u))
+}
+
+func (s *server) login(c echo.Context) error {
+	var req roomnet.Credentials
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	token, u, exp, err := s.svc.Login(c.Request().Context(), req.Username, req.Password)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, roomnet.LoginResponse{Token: token, ExpiresAt: exp, User: userView(u)})
+}
+
+func (s *server) logout(c echo.Context) error {
+	if err := s.svc.Logout(c.Request().Context(), bearer(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *server) me(c echo.Context) error { return c.JSON(http.StatusOK, userView(actor(c))) }
+
+func (s *server) users(c echo.Context) error {
+	var after uint64
+	if v := c.QueryParam("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return badRequest(roomnet.CodeBadRequest, "after: want a user id")
+		}
+		after = n
+	}
+	const page = 100
+	users, err := s.svc.ListUsers(c.Request().Context(), actor(c), after, page)
+	if err != nil {
+		return err
+	}
+	out := roomnet.UserList{Users: make([]roomnet.User, len(users))}
+	for i, u := range users {
+		out.Users[i] = userView(u)
+	}
+	if len(users) == page {
+		out.Next = users[len(users)-1].ID
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *server) listRooms(c echo.Context) error {
+	game := c.QueryParam("game")
+	if len(game) > 64 {
+		return badRequest(roomnet.CodeBadRequest, "game: at most 64 characters")
+	}
+	rooms, err := s.svc.ListPublicRooms(c.Request().Context(), game)
+	if err != nil {
+		return err
+	}
+	out := roomnet.RoomList{Rooms: make([]roomnet.Room, len(rooms))}
+	for i, r := range rooms {
+		out.Rooms[i] = roomView(r, false)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *server) createRoom(c echo.Context) error {
+	var req roomnet.CreateRoom
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	room, grant, events, err := s.svc.CreateRoom(c.Request().Context(), actor(c), service.CreateRoomParams{
+		Name: req.Name, Game: req.Game, MaxPlayers: req.MaxPlayers, Public: req.Public, Password: req.Password,
+	})
+	if err != nil {
+		return err
+	}
+	s.publish(c, events)
+	return c.JSON(http.StatusCreated, roomnet.CreateRoomResponse{Room: roomView(room, true), Join: grantView(grant)})
+}
+
+func (s *server) getRoom(c echo.Context) error {
+	u := actor(c)
+	room, member, err := s.svc.GetRoom(c.Request().Context(), u, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, roomView(room, member || u.IsAdmin()))
+}
+
+func (s *server) closeRoom(c echo.Context) error {
+	events, err := s.svc.CloseRoom(c.Request().Context(), actor(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	s.publish(c, events)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *server) joinRoom(c echo.Context) error {
+	var req roomnet.JoinRoom
+	if err := decodeOptional(c, &req); err != nil {
+		return err
+	}
+	grant, events, err := s.svc.JoinRoom(c.Request().Context(), actor(c), c.Param("id"), req.Password)
+	if err != nil {
+		return err
+	}
+	s.publish(c, events)
+	return c.JSON(http.StatusOK, grantView(grant))
+}
+
+func (s *server) joinInvite(c echo.Context) error {
+	grant, events, err := s.svc.JoinByInvite(c.Request().Context(), actor(c), c.Param("code"))
+	if err != nil {
+		return err
+	}
+	s.publish(c, events)
+	return c.JSON(http.StatusOK, grantView(grant))
+}
+
+func (s *server) invite(c echo.Context) error {
+	room, err := s.svc.RoomByInvite(c.Request().Context(), c.Param("code"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, roomView(room, false))
+}
+
+func (s *server) renewKey(c echo.Context) error {
+	grant, err := s.svc.RenewKey(c.Request().Context(), actor(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, grantView(grant))
+}
+
+func (s *server) leave(c echo.Context) error {
+	events, err := s.svc.Leave(c.Request().Context(), actor(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	s.publish(c, events)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *server) kick(c echo.Context) error {
+	var req roomnet.Kick
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.Username == "" {
+		return cp.Invalid("username: required")
+	}
+	events, err := s.svc.Kick(c.Request().Context(), actor(c), c.Param("id"), req.Username)
+	if err != nil {
+		return err
+	}
+	s.publish(c, events)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *server) rotateInvite(c echo.Context) error {
+	code, err := s.svc.RotateInvite(c.Request().Context(), actor(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, roomnet.Invite{Code: code, Link: InviteLink(code)})
+}
+
+func (s *server) members(c echo.Context) error {
+	members, err := s.svc.Members(c.Request().Context(), actor(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	out := roomnet.MemberList{Members: make([]roomnet.Member, len(members))}
+	for i, m := range members {
+		v := roomnet.Member{Username: m.User.Username, Host: m.Host, JoinedAt: m.JoinedAt, Nodes: []roomnet.Node{}}
+		for _, n := range m.Nodes {
+			nv := roomnet.Node{ID: n.ID, Name: n.Name, Online: n.Online, LastSeen: n.LastSeen}
+			for _, ip := range n.IPs {
+				nv.IPs = append(nv.IPs, ip.String())
+			}
+			v.Nodes = append(v.Nodes, nv)
+		}
+		out.Members[i] = v
+	}
+	return c.JSON(http.StatusOK, out)
+}

@@ -1,0 +1,130 @@
+// Package controlplane holds the control plane's domain: users, rooms,
+// members and join keys as stored, the events that mutations produce, and
+// the errors callers branch on. It has no behaviour of its own; the store,
+// service and api packages below it do the work.
+package controlplane
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Roles of an account.
+const (
+	RoleAdmin  = "admin"
+	RolePlayer = "player"
+)
+
+// Member states.
+const (
+	MemberActive = "active"
+	MemberKicked = "kicked"
+)
+
+// User is an account.
+type User struct {
+	ID           uint64 `gorm:"primaryKey"`
+	Username     string `gorm:"uniqueIndex;size:32;not null"`
+	PasswordHash []byte `gorm:"not null"`
+	Role         string `gorm:"size:16;not null"`
+	CreatedAt    time.Time
+	BannedAt     *time.Time
+}
+
+// IsAdmin reports whether u has the admin role.
+func (u User) IsAdmin() bool { return u.Role == RoleAdmin }
+
+// Token is a bearer token; only its SHA-256 is stored.
+type Token struct {
+	Hash      []byte `gorm:"primaryKey"`
+	UserID    uint64 `gorm:"index;not null"`
+	ExpiresAt time.Time
+	CreatedAt time.Time
+}
+
+// Room is an isolated virtual LAN: one Headscale user on one shard.
+type Room struct {
+	ID              string `gorm:"primaryKey;size:16"`
+	Name            string `gorm:"size:64;not null"`
+	Game            string `gorm:"size:64;index"`
+	MaxPlayers      int    `gorm:"not null"`
+	Public          bool   `gorm:"index"`
+	PasswordHash    []byte
+	HostID          uint64 `gorm:"index;not null"`
+	InviteCode      string `gorm:"uniqueIndex;size:16;not null"`
+	Shard           string `gorm:"size:64;not null"`
+	HeadscaleUserID uint64
+	HeadscaleUser   string `gorm:"size:64;not null"`
+	CreatedAt       time.Time
+	ClosedAt        *time.Time `gorm:"index"`
+}
+
+// Open reports whether the room has not been closed.
+func (r Room) Open() bool { return r.ClosedAt == nil }
+
+// Member is a user's place in a room.
+type Member struct {
+	RoomID   string `gorm:"primaryKey;size:16"`
+	UserID   uint64 `gorm:"primaryKey"`
+	State    string `gorm:"size:16;not null"`
+	JoinedAt time.Time
+	User     User `gorm:"foreignKey:UserID"`
+}
+
+// JoinKey records a pre-auth key minted for one member's join, so that a
+// node can be traced back to the member who registered it.
+type JoinKey struct {
+	Shard     string `gorm:"primaryKey;size:64"`
+	KeyID     uint64 `gorm:"primaryKey"`
+	RoomID    string `gorm:"index;size:16;not null"`
+	UserID    uint64 `gorm:"index;not null"`
+	ExpiresAt time.Time
+	CreatedAt time.Time
+}
+
+// EventType names a membership event.
+type EventType string
+
+// Membership events, published to chat and the admin panel.
+const (
+	EventRoomCreated  EventType = "room_created"
+	EventMemberJoined EventType = "member_joined"
+	EventMemberLeft   EventType = "member_left"
+	EventMemberKicked EventType = "member_kicked"
+	EventHostChanged  EventType = "host_changed"
+	EventRoomClosed   EventType = "room_closed"
+)
+
+// Event is what a mutation changed.
+type Event struct {
+	Type     EventType
+	RoomID   string
+	UserID   uint64
+	Username string
+	ActorID  uint64
+	At       time.Time
+}
+
+// Errors callers branch on; the API maps each to a status and code.
+var (
+	ErrInvalid        = errors.New("invalid input")
+	ErrUnauthorized   = errors.New("unauthorized")
+	ErrForbidden      = errors.New("forbidden")
+	ErrNotFound       = errors.New("not found")
+	ErrUsernameTaken  = errors.New("username taken")
+	ErrRoomFull       = errors.New("room full")
+	ErrAlreadyMember  = errors.New("already a member")
+	ErrNotMember      = errors.New("not a member")
+	ErrRoomClosed     = errors.New("room closed")
+	ErrWrongPassword  = errors.New("wrong room password")
+	ErrKicked         = errors.New("kicked from this room")
+	ErrTooManyRooms   = errors.New("too many open rooms")
+	ErrUnavailable    = errors.New("coordination server unavailable")
+	ErrSignupDisabled = errors.New("signup disabled")
+)
+
+// Invalid returns an ErrInvalid error with a message for the client.
+func Invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}

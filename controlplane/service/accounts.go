@@ -1,0 +1,146 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	cp "github.com/roomnet/roomnet/controlplane"
+)
+
+var usernameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{2,31}$`)
+
+const (
+	minPassword = 8
+	maxPassword = 72 // bcrypt's limit
+	bcryptCost  = 11
+)
+
+// dummyHash makes a login for an unknown user cost as much as a real one.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("roomnet-timing-equalizer"), bcryptCost)
+
+func validateCredentials(username, password string) error {
+	if !usernameRE.MatchString(username) {
+		return cp.Invalid("username: 3 to 32 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit")
+	}
+	if len(password) < minPassword || len(password) > maxPassword {
+		return cp.Invalid("password: %d to %d bytes", minPassword, maxPassword)
+	}
+	return nil
+}
+
+// Register creates a player account.
+func (s *Service) Register(ctx context.Context, username, password string) (cp.User, error) {
+	if !s.opts.OpenSignup {
+		return cp.User{}, cp.ErrSignupDisabled
+	}
+	return s.createUser(ctx, username, password, cp.RolePlayer)
+}
+
+func (s *Service) createUser(ctx context.Context, username, password, role string) (cp.User, error) {
+	if err := validateCredentials(username, password); err != nil {
+		return cp.User{}, err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
+	if err != nil {
+		return cp.User{}, fmt.Errorf("hashing password: %w", err)
+	}
+	u := cp.User{Username: username, PasswordHash: hash, Role: role, CreatedAt: s.now()}
+	if err := s.store.CreateUser(ctx, &u); err != nil {
+		return cp.User{}, err
+	}
+	return u, nil
+}
+
+// BootstrapAdmin creates the admin account if it does not exist. With an
+// empty password it generates one and returns it (to be shown once).
+func (s *Service) BootstrapAdmin(ctx context.Context, username, password string) (generated string, created bool, err error) {
+	if _, err := s.store.UserByName(ctx, username); err == nil {
+		return "", false, nil
+	} else if !errors.Is(err, cp.ErrNotFound) {
+		return "", false, fmt.Errorf("looking up admin: %w", err)
+	}
+	if password == "" {
+		b := make([]byte, 18)
+		if _, err := rand.Read(b); err != nil {
+			return "", false, err
+		}
+		password = base64.RawURLEncoding.EncodeToString(b)
+		generated = password
+	}
+	if _, err := s.createUser(ctx, username, password, cp.RoleAdmin); err != nil {
+		return "", false, fmt.Errorf("creating admin: %w", err)
+	}
+	return generated, true, nil
+}
+
+// Login checks credentials and issues a bearer token.
+func (s *Service) Login(ctx context.Context, username, password string) (token string, u cp.User, expires time.Time, err error) {
+	u, err = s.store.UserByName(ctx, username)
+	if errors.Is(err, cp.ErrNotFound) {
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return "", cp.User{}, time.Time{}, cp.ErrUnauthorized
+	}
+	if err != nil {
+		return "", cp.User{}, time.Time{}, fmt.Errorf("looking up user: %w", err)
+	}
+	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(password)) != nil {
+		return "", cp.User{}, time.Time{}, cp.ErrUnauthorized
+	}
+	if u.BannedAt != nil {
+		return "", cp.User{}, time.Time{}, cp.ErrForbidden
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", cp.User{}, time.Time{}, err
+	}
+	token = "rn_" + base64.RawURLEncoding.EncodeToString(raw)
+	expires = s.now().Add(s.opts.TokenTTL)
+	if err := s.store.CreateToken(ctx, &cp.Token{Hash: hashToken(token), UserID: u.ID, ExpiresAt: expires, CreatedAt: s.now()}); err != nil {
+		return "", cp.User{}, time.Time{}, fmt.Errorf("storing token: %w", err)
+	}
+	return token, u, expires, nil
+}
+
+func hashToken(t string) []byte {
+	h := sha256.Sum256([]byte(t))
+	return h[:]
+}
+
+// Authenticate returns the user of a bearer token.
+func (s *Service) Authenticate(ctx context.Context, token string) (cp.User, error) {
+	if token == "" || len(token) > 128 {
+		return cp.User{}, cp.ErrUnauthorized
+	}
+	u, err := s.store.TokenUser(ctx, hashToken(token), s.now())
+	if errors.Is(err, cp.ErrNotFound) {
+		return cp.User{}, cp.ErrUnauthorized
+	}
+	if err != nil {
+		return cp.User{}, fmt.Errorf("checking token: %w", err)
+	}
+	if u.BannedAt != nil {
+		return cp.User{}, cp.ErrUnauthorized
+	}
+	return u, nil
+}
+
+// Logout revokes a token.
+func (s *Service) Logout(ctx context.Context, token string) error {
+	return s.store.DeleteToken(ctx, hashToken(token))
+}
+
+// ListUsers lists accounts; admins only.
+func (s *Service) ListUsers(ctx context.Context, actor cp.User, after uint64, limit int) ([]cp.User, error) {
+	if !actor.IsAdmin() {
+		return nil, cp.ErrForbidden
+	}
+	return s.store.ListUsers(ctx, after, limit)
+}

@@ -1,0 +1,222 @@
+// Package relay runs one DERP relay node: tailscale.com's derpserver over
+// TLS, STUN on UDP, a probe endpoint, and admission of known nodes only
+// (verified against Headscale, failing closed). roomnetd embeds it; the
+// standalone roomnet-derp runs the same code.
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"tailscale.com/derp/derpserver"
+	"tailscale.com/net/stunserver"
+	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
+
+	"github.com/roomnet/roomnet/internal/tslog"
+)
+
+// Options configures a relay.
+type Options struct {
+	Listen     string // DERP over TLS, host:port (port 0: ephemeral)
+	STUNListen string // UDP host:port; empty: no STUN
+	Hostname   string // what nodes dial; default: host of Listen
+	CertFile   string // empty: a self-signed certificate (development only)
+	KeyFile    string
+	StateDir   string // private key and self-signed certificate
+	// VerifyURL is Headscale's /verify endpoint. Clients whose node key
+	// Headscale does not know are refused; when the URL is unreachable the
+	// relay refuses too (fail closed).
+	VerifyURL string
+	MeshKey   string
+	Logger    *slog.Logger
+}
+
+// Server is a running relay node.
+type Server struct {
+	opts       Options
+	derp       *derpserver.Server
+	httpSrv    *http.Server
+	ln         net.Listener
+	stun       *stunserver.STUNServer
+	stunCancel context.CancelFunc
+	selfSigned bool
+	wg         sync.WaitGroup
+	log        *slog.Logger
+}
+
+// Start listens and serves until Close.
+func Start(o Options) (*Server, error) {
+	log := o.Logger.With("component", "derp")
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating derp state dir: %w", err)
+	}
+	priv, err := loadOrCreateKey(filepath.Join(o.StateDir, "derp_private.key"))
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("derp listen address: %w", err)
+	}
+	if o.Hostname == "" {
+		o.Hostname = host
+	}
+	s := &Server{opts: o, log: log}
+	var cert tls.Certificate
+	if o.CertFile != "" {
+		cert, err = tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading derp certificate: %w", err)
+		}
+	} else {
+		cert, err = selfSigned(o.StateDir, o.Hostname)
+		if err != nil {
+			return nil, err
+		}
+		s.selfSigned = true
+		log.Warn("derp relay uses a self-signed certificate; fine for local development, not for production", "hostname", o.Hostname)
+	}
+
+	d := derpserver.New(priv, tslog.Logf(log, slog.LevelDebug))
+	if o.VerifyURL != "" {
+		d.SetVerifyClientURL(o.VerifyURL)
+		d.SetVerifyClientURLFailOpen(false)
+	}
+	if o.MeshKey != "" {
+		if err := d.SetMeshKey(o.MeshKey); err != nil {
+			return nil, fmt.Errorf("setting derp mesh key: %w", err)
+		}
+	}
+	s.derp = d
+
+	mux := http.NewServeMux()
+	mux.Handle("/derp", derpserver.Handler(d))
+	mux.HandleFunc("/derp/probe", derpserver.ProbeHandler)
+	mux.HandleFunc("/derp/latency-check", derpserver.ProbeHandler)
+	mux.HandleFunc("/generate_204", derpserver.ServeNoContent)
+	tlsCfg := &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
+		MinVersion:     tls.VersionTLS12,
+	}
+	d.ModifyTLSConfigToAddMetaCert(tlsCfg)
+	s.httpSrv = &http.Server{
+		Handler:           mux,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("listening for derp: %w", err)
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("derp server stopped", "err", err)
+		}
+	}()
+
+	if o.STUNListen != "" {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stunCancel = cancel
+		s.stun = stunserver.New(ctx)
+		if err := s.stun.Listen(o.STUNListen); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("listening for stun: %w", err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = s.stun.Serve()
+		}()
+	}
+	log.Info("derp relay listening", "addr", ln.Addr().String(), "stun", s.STUNPort(), "verify", o.VerifyURL != "")
+	return s, nil
+}
+
+// Addr is the TLS listener's address.
+func (s *Server) Addr() netip.AddrPort {
+	return netip.MustParseAddrPort(s.ln.Addr().String())
+}
+
+// STUNPort is the STUN UDP port, or -1 when STUN is off.
+func (s *Server) STUNPort() int {
+	if s.stun == nil {
+		return -1
+	}
+	_, p, _ := net.SplitHostPort(s.stun.LocalAddr().String())
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// PublicKey is the relay's DERP key.
+func (s *Server) PublicKey() key.NodePublic { return s.derp.PublicKey() }
+
+// Node describes this relay for a DERP map.
+func (s *Server) Node(regionID int, name string) *tailcfg.DERPNode {
+	n := &tailcfg.DERPNode{
+		Name:             name,
+		RegionID:         regionID,
+		HostName:         s.opts.Hostname,
+		DERPPort:         int(s.Addr().Port()),
+		STUNPort:         s.STUNPort(),
+		InsecureForTests: s.selfSigned,
+	}
+	if a, err := netip.ParseAddr(s.opts.Hostname); err == nil {
+		if a.Is4() {
+			n.IPv4 = a.String()
+		} else {
+			n.IPv6 = a.String()
+		}
+	}
+	return n
+}
+
+// Close stops serving and waits for the relay's goroutines.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	if s.httpSrv != nil {
+		errs = append(errs, s.httpSrv.Shutdown(ctx))
+	}
+	if s.stunCancel != nil {
+		s.stunCancel()
+	}
+	errs = append(errs, s.derp.Close())
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+func loadOrCreateKey(path string) (key.NodePrivate, error) {
+	var k key.NodePrivate
+	if b, err := os.ReadFile(path); err == nil {
+		if err := k.UnmarshalText(b); err != nil {
+			return k, fmt.Errorf("parsing derp key %s: %w", path, err)
+		}
+		return k, nil
+	} else if !os.IsNotExist(err) {
+		return k, fmt.Errorf("reading derp key: %w", err)
+	}
+	k = key.NewNode()
+	b, _ := k.MarshalText()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return k, fmt.Errorf("writing derp key: %w", err)
+	}
+	return k, nil
+}
