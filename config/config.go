@@ -363,8 +363,8 @@ func (c *Config) Finish() error {
 			errs = append(errs, fmt.Errorf("derp.region_id: want 1..65535, got %d", c.DERP.RegionID))
 		}
 	}
-	if c.Rooms.JoinKeyTTL < 10*time.Second || c.Rooms.JoinKeyTTL > time.Hour {
-		errs = append(errs, fmt.Errorf("rooms.join_key_ttl: want 10s..1h, got %s", c.Rooms.JoinKeyTTL))
+	if c.Rooms.JoinKeyTTL < time.Second || c.Rooms.JoinKeyTTL > time.Hour {
+		errs = append(errs, fmt.Errorf("rooms.join_key_ttl: want 1s..1h, got %s", c.Rooms.JoinKeyTTL))
 	}
 	if c.Rooms.MaxPlayers < 2 || c.Rooms.MaxPlayers > 1024 {
 		errs = append(errs, fmt.Errorf("rooms.max_players: want 2..1024, got %d", c.Rooms.MaxPlayers))

@@ -40,6 +40,8 @@ type Options struct {
 	Out io.Writer
 	// APIRequestsPerSec overrides the per-address API rate (tests).
 	APIRequestsPerSec float64
+	// ReconcileGrace overrides the service's reconciliation grace (tests).
+	ReconcileGrace time.Duration
 }
 
 // Server is a running roomnetd.
@@ -104,6 +106,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 		MaxRoomsPerUser: cfg.Rooms.MaxRoomsPerUser,
 		TokenTTL:        cfg.Auth.TokenTTL,
 		OpenSignup:      cfg.Auth.OpenSignup,
+		ReconcileGrace:  o.ReconcileGrace,
 		Logger:          log.With("component", "controlplane"),
 	})
 	if err != nil {
@@ -329,6 +332,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cancel()
 	}
 	s.wg.Wait()
+	if s.Service != nil {
+		s.Service.Close()
+	}
 	errs = append(errs, s.closeParts())
 	return errors.Join(errs...)
 }

@@ -229,6 +229,13 @@ func (c *Client) ListNodes(ctx context.Context, user string) ([]Node, error) {
 	return out, nil
 }
 
+// ExpireNode expires a node's key now: the node itself stops (its client
+// needs a new login) and its peers drop it.
+func (c *Client) ExpireNode(ctx context.Context, id uint64) error {
+	_, err := c.api.ExpireNode(ctx, &v1.ExpireNodeRequest{NodeId: id, Expiry: timestamppb.Now()})
+	return wrap("expiring node", err)
+}
+
 // DeleteNode removes a node; its peers drop it from their netmaps.
 func (c *Client) DeleteNode(ctx context.Context, id uint64) error {
 	_, err := c.api.DeleteNode(ctx, &v1.DeleteNodeRequest{NodeId: id})

@@ -15,11 +15,6 @@ import (
 // of their own user. Creating a room never rewrites it.
 const IsolationPolicy = `{"acls":[{"action":"accept","src":["autogroup:member"],"dst":["autogroup:self:*"]}]}`
 
-// reconcileGrace protects objects created while a reconciliation runs: a
-// room's Headscale user exists a moment before its database row, a key a
-// moment before its record.
-const reconcileGrace = 2 * time.Minute
-
 // Report counts what a reconciliation removed.
 type Report struct {
 	Users, Nodes, Keys int
@@ -118,7 +113,7 @@ func (s *Service) reconcileShard(ctx context.Context, sh Shard, rep *Report) err
 		if !roomUser[u.ID] {
 			continue
 		}
-		if _, open := openByUser[u.ID]; open || now.Sub(u.CreatedAt) < reconcileGrace {
+		if _, open := openByUser[u.ID]; open || now.Sub(u.CreatedAt) < s.opts.ReconcileGrace {
 			continue
 		}
 		if err := removeHeadscaleUser(ctx, c, u, nodes, keys); err != nil {
@@ -164,7 +159,7 @@ func (s *Service) reconcileShard(ctx context.Context, sh Shard, rep *Report) err
 		}
 		o, known := owner[k.ID]
 		expired := !k.Expiration.IsZero() && now.After(k.Expiration)
-		stale := (!known && now.Sub(k.CreatedAt) >= reconcileGrace) || (known && (o.room != roomID || !active[roomID][o.user]))
+		stale := (!known && now.Sub(k.CreatedAt) >= s.opts.ReconcileGrace) || (known && (o.room != roomID || !active[roomID][o.user]))
 		if !expired && !stale {
 			continue
 		}

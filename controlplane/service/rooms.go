@@ -309,8 +309,11 @@ func (s *Service) Kick(ctx context.Context, actor cp.User, roomID, username stri
 	defer s.lock(roomID)()
 	now := s.now()
 	var room cp.Room
-	var target cp.User
-	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+	target, err := s.store.UserByName(ctx, username)
+	if err != nil && !errors.Is(err, cp.ErrNotFound) {
+		return nil, err
+	}
+	err = s.store.Tx(ctx, func(tx *store.Tx) error {
 		var err error
 		room, err = tx.RoomForUpdate(roomID)
 		if err != nil {
@@ -322,9 +325,8 @@ func (s *Service) Kick(ctx context.Context, actor cp.User, roomID, username stri
 		if !room.Open() {
 			return cp.ErrRoomClosed
 		}
-		target, err = s.store.UserByName(ctx, username)
-		if err != nil {
-			return fmt.Errorf("%w: no such user", err)
+		if target.ID == 0 {
+			return cp.ErrNotMember
 		}
 		if target.ID == room.HostID {
 			return cp.Invalid("the host cannot be kicked; close the room instead")
@@ -411,24 +413,22 @@ func (s *Service) cut(ctx context.Context, room cp.Room, userID uint64) {
 	mine := map[uint64]bool{}
 	for _, k := range keys {
 		mine[k.KeyID] = true
+		if err := sh.Client.ExpirePreAuthKey(ctx, k.KeyID); err != nil && !errors.Is(err, headscale.ErrNotFound) {
+			s.log.Warn("expiring a former member's key", "room", room.ID, "err", err)
+		}
 	}
 	nodes, err := sh.Client.ListNodes(ctx, room.HeadscaleUser)
 	if err != nil {
 		s.log.Error("cutting member off: listing nodes; reconciliation will retry", "room", room.ID, "err", err)
 		return
 	}
+	var theirs []headscale.Node
 	for _, n := range nodes {
 		if mine[n.PreAuthKeyID] {
-			if err := sh.Client.DeleteNode(ctx, n.ID); err != nil && !errors.Is(err, headscale.ErrNotFound) {
-				s.log.Error("cutting member off: deleting node; reconciliation will retry", "room", room.ID, "node", n.ID, "err", err)
-			}
+			theirs = append(theirs, n)
 		}
 	}
-	for _, k := range keys {
-		if err := sh.Client.ExpirePreAuthKey(ctx, k.KeyID); err != nil && !errors.Is(err, headscale.ErrNotFound) {
-			s.log.Warn("expiring a former member's key", "room", room.ID, "err", err)
-		}
-	}
+	s.expireThenDelete(ctx, sh, room, theirs, false)
 }
 
 // teardown removes a closed room's nodes, keys and Headscale user.
@@ -439,9 +439,43 @@ func (s *Service) teardown(ctx context.Context, room cp.Room) {
 		s.log.Error("tearing room down", "room", room.ID, "err", err)
 		return
 	}
-	if err := removeHeadscaleUser(ctx, sh.Client, headscale.User{ID: room.HeadscaleUserID, Name: room.HeadscaleUser}, nil, nil); err != nil {
-		s.log.Error("tearing room down; reconciliation will retry", "room", room.ID, "err", err)
+	nodes, err := sh.Client.ListNodes(ctx, room.HeadscaleUser)
+	if err != nil && !errors.Is(err, headscale.ErrNotFound) {
+		s.log.Error("tearing room down: listing nodes; reconciliation will retry", "room", room.ID, "err", err)
+		return
 	}
+	s.expireThenDelete(ctx, sh, room, nodes, true)
+}
+
+// expireThenDelete expires nodes now, so that they and their peers drop
+// each other at once, and deletes them (and, with user, the room's
+// Headscale user) after CutGrace. Reconciliation finishes the job if this
+// process stops first.
+func (s *Service) expireThenDelete(ctx context.Context, sh Shard, room cp.Room, nodes []headscale.Node, user bool) {
+	for _, n := range nodes {
+		if err := sh.Client.ExpireNode(ctx, n.ID); err != nil && !errors.Is(err, headscale.ErrNotFound) {
+			s.log.Error("expiring node", "room", room.ID, "node", n.ID, "err", err)
+		}
+	}
+	s.pending.Add(1)
+	go func() {
+		defer s.pending.Done()
+		select {
+		case <-time.After(s.opts.CutGrace):
+		case <-s.closing:
+		}
+		if user {
+			if err := removeHeadscaleUser(ctx, sh.Client, headscale.User{ID: room.HeadscaleUserID, Name: room.HeadscaleUser}, nil, nil); err != nil {
+				s.log.Error("removing a closed room's headscale user; reconciliation will retry", "room", room.ID, "err", err)
+			}
+			return
+		}
+		for _, n := range nodes {
+			if err := sh.Client.DeleteNode(ctx, n.ID); err != nil && !errors.Is(err, headscale.ErrNotFound) {
+				s.log.Error("deleting node; reconciliation will retry", "room", room.ID, "node", n.ID, "err", err)
+			}
+		}
+	}()
 }
 
 // removeHeadscaleUser deletes a user's nodes, then its keys, then the user.

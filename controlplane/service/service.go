@@ -31,6 +31,7 @@ type Headscale interface {
 	ExpirePreAuthKey(ctx context.Context, id uint64) error
 	DeletePreAuthKey(ctx context.Context, id uint64) error
 	ListNodes(ctx context.Context, user string) ([]headscale.Node, error)
+	ExpireNode(ctx context.Context, id uint64) error
 	DeleteNode(ctx context.Context, id uint64) error
 	GetPolicy(ctx context.Context) (string, error)
 	SetPolicy(ctx context.Context, policy string) error
@@ -53,8 +54,17 @@ type Options struct {
 	MaxRoomsPerUser int
 	TokenTTL        time.Duration
 	OpenSignup      bool
-	Logger          *slog.Logger
-	Now             func() time.Time // default time.Now
+	// ReconcileGrace spares Headscale users and keys younger than this
+	// from reconciliation (default 2m): a room's Headscale user exists a
+	// moment before its database row, a key a moment before its record.
+	ReconcileGrace time.Duration
+	// CutGrace is how long a cut-off node stays expired before it is
+	// deleted (default 2s). Headscale does not tell a deleted node that it
+	// is gone, but it does tell an expired one, which then stops; deleting
+	// right away would race that news.
+	CutGrace time.Duration
+	Logger   *slog.Logger
+	Now            func() time.Time // default time.Now
 }
 
 // Service implements the control plane's rules.
@@ -66,6 +76,10 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	locks  [64]sync.Mutex
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	pending   sync.WaitGroup // delayed deletions
 }
 
 // RoomUserPrefix starts the name of every Headscale user that is a room.
@@ -77,9 +91,15 @@ func New(st *store.Store, o Options) (*Service, error) {
 	if len(o.Shards) == 0 {
 		return nil, errors.New("service: at least one Headscale shard is required")
 	}
-	s := &Service{store: st, shards: map[string]Shard{}, opts: o, log: o.Logger, now: o.Now}
+	s := &Service{store: st, shards: map[string]Shard{}, opts: o, log: o.Logger, now: o.Now, closing: make(chan struct{})}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.opts.ReconcileGrace == 0 {
+		s.opts.ReconcileGrace = 2 * time.Minute
+	}
+	if s.opts.CutGrace == 0 {
+		s.opts.CutGrace = 2 * time.Second
 	}
 	for _, sh := range o.Shards {
 		if _, dup := s.shards[sh.Name]; dup {
@@ -90,6 +110,12 @@ func New(st *store.Store, o Options) (*Service, error) {
 	}
 	sort.Strings(s.names)
 	return s, nil
+}
+
+// Close finishes pending node deletions at once and waits for them.
+func (s *Service) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.pending.Wait()
 }
 
 // Store returns the service's store (for read-only views like metrics).

@@ -1,0 +1,217 @@
+// Package node brings a member's WireGuard node into a room's network in
+// userspace (tsnet: no TUN, no admin rights) and keeps it off the
+// internet: no log upload, no port mapper, and dials only to known peers
+// (a tsnet dial to a non-peer would fall back to the host network).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"tailscale.com/client/local"
+	"tailscale.com/envknob"
+	"tailscale.com/ipn/ipnstate"
+	"tailscale.com/tsnet"
+	"tailscale.com/types/logger"
+
+	"github.com/roomnet/roomnet/roomnet"
+)
+
+// ErrNotPeer reports a dial to an address that is not a peer in the room.
+var ErrNotPeer = errors.New("node: address is not a peer in this room")
+
+// Options configures a node.
+type Options struct {
+	Dir      string // state directory (created 0700)
+	Hostname string
+	Grant    roomnet.JoinGrant
+	Logf     logger.Logf // nil: discard
+}
+
+// Node is a running room node.
+type Node struct {
+	ts *tsnet.Server
+	lc *local.Client
+	ip netip.Addr
+}
+
+// Peer is another node of the room as this node sees it.
+type Peer struct {
+	Name    string
+	IPs     []netip.Addr
+	Online  bool
+	Direct  bool   // a direct UDP path is in use
+	Relay   string // DERP region code in use or preferred
+	CurAddr string // direct endpoint when Direct
+	Expired bool   // cut off by the server; no longer reachable
+}
+
+// Harden sets the process-wide tailscale knobs that keep nodes from
+// talking to anything but our servers. Start calls it; it is idempotent.
+func Harden() {
+	envknob.SetNoLogsNoSupport()
+	envknob.Setenv("TS_DISABLE_PORTMAPPER", "1")
+}
+
+// Start brings the node up with the grant's single-use key and returns
+// once it is running with an address.
+func Start(ctx context.Context, o Options) (*Node, error) {
+	Harden()
+	if o.Grant.AuthKey == "" || o.Grant.LoginServer == "" {
+		return nil, errors.New("node: the grant has no key or login server")
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating node state dir: %w", err)
+	}
+	logf := o.Logf
+	if logf == nil {
+		logf = logger.Discard
+	}
+	ts := &tsnet.Server{
+		Dir:        o.Dir,
+		Hostname:   o.Hostname,
+		ControlURL: o.Grant.LoginServer,
+		AuthKey:    o.Grant.AuthKey,
+		Ephemeral:  true,
+		Logf:       logf,
+		UserLogf:   logf,
+	}
+	st, err := ts.Up(ctx)
+	if err != nil {
+		ts.Close()
+		return nil, fmt.Errorf("bringing node up: %w", err)
+	}
+	lc, err := ts.LocalClient()
+	if err != nil {
+		ts.Close()
+		return nil, err
+	}
+	n := &Node{ts: ts, lc: lc}
+	for _, a := range st.TailscaleIPs {
+		if a.Is4() {
+			n.ip = a
+		}
+	}
+	if !n.ip.IsValid() && len(st.TailscaleIPs) > 0 {
+		n.ip = st.TailscaleIPs[0]
+	}
+	return n, nil
+}
+
+// IP is the node's room address (IPv4 when it has one).
+func (n *Node) IP() netip.Addr { return n.ip }
+
+// Tsnet exposes the underlying tsnet server.
+func (n *Node) Tsnet() *tsnet.Server { return n.ts }
+
+// Peers lists the room's other nodes as this node's netmap has them.
+func (n *Node) Peers(ctx context.Context) ([]Peer, error) {
+	st, err := n.lc.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading node status: %w", err)
+	}
+	out := make([]Peer, 0, len(st.Peer))
+	for _, p := range st.Peer {
+		out = append(out, peerOf(p))
+	}
+	return out, nil
+}
+
+func peerOf(p *ipnstate.PeerStatus) Peer {
+	return Peer{
+		Name: p.HostName, IPs: p.TailscaleIPs, Online: p.Online,
+		Direct: p.CurAddr != "", CurAddr: p.CurAddr, Relay: p.Relay, Expired: p.Expired,
+	}
+}
+
+// State is the node's backend state: "Running" while it is in the room,
+// "NeedsLogin" once the server has cut it off.
+func (n *Node) State(ctx context.Context) (string, error) {
+	st, err := n.lc.StatusWithoutPeers(ctx)
+	if err != nil {
+		return "", fmt.Errorf("reading node status: %w", err)
+	}
+	return st.BackendState, nil
+}
+
+// IsPeer reports whether ip belongs to a live peer in the room and this
+// node itself is still in the room.
+func (n *Node) IsPeer(ctx context.Context, ip netip.Addr) (bool, error) {
+	st, err := n.lc.Status(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading node status: %w", err)
+	}
+	if st.BackendState != "Running" {
+		return false, nil
+	}
+	for _, p := range st.Peer {
+		if p.Expired {
+			continue
+		}
+		for _, a := range p.TailscaleIPs {
+			if a == ip {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// WaitPeer waits until ip is a peer in this node's netmap.
+func (n *Node) WaitPeer(ctx context.Context, ip netip.Addr) error {
+	for {
+		ok, err := n.IsPeer(ctx, ip)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for peer %s: %w", ip, ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// Dial connects to a peer of the room; any other address is refused.
+func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("node: dial wants ip:port, got %q", addr)
+	}
+	ok, err := n.IsPeer(ctx, ap.Addr())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotPeer, ap.Addr())
+	}
+	return n.ts.Dial(ctx, network, addr)
+}
+
+// Listen listens for TCP on the node's room address.
+func (n *Node) Listen(port uint16) (net.Listener, error) {
+	return n.ts.Listen("tcp", netip.AddrPortFrom(n.ip, port).String())
+}
+
+// ListenPacket listens for UDP on the node's room address.
+func (n *Node) ListenPacket(port uint16) (net.PacketConn, error) {
+	return n.ts.ListenPacket("udp", netip.AddrPortFrom(n.ip, port).String())
+}
+
+// Logout removes the node from the coordination server (ephemeral nodes
+// are deleted at once) and stops it.
+func (n *Node) Logout(ctx context.Context) error {
+	err := n.lc.Logout(ctx)
+	return errors.Join(err, n.Close())
+}
+
+// Close stops the node.
+func (n *Node) Close() error { return n.ts.Close() }
