@@ -64,7 +64,7 @@ type Options struct {
 	// right away would race that news.
 	CutGrace time.Duration
 	Logger   *slog.Logger
-	Now            func() time.Time // default time.Now
+	Now      func() time.Time // default time.Now
 }
 
 // Service implements the control plane's rules.
