@@ -172,7 +172,7 @@ func nodeLogf(name string) func(string, ...any) {
 		return func(string, ...any) {}
 	}
 	return func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "[%s] %s\n", name, fmt.Sprintf(format, args...))
+		fmt.Fprintf(os.Stderr, "%s [%s] %s\n", time.Now().Format("15:04:05.000"), name, fmt.Sprintf(format, args...))
 	}
 }
 

@@ -177,11 +177,13 @@ func (s *Server) Node(regionID int, name string) *tailcfg.DERPNode {
 		STUNPort:         s.STUNPort(),
 		InsecureForTests: s.selfSigned,
 	}
+	// A literal address pins the node to one family; "none" for the other
+	// keeps netcheck from waiting out a probe that cannot succeed.
 	if a, err := netip.ParseAddr(s.opts.Hostname); err == nil {
 		if a.Is4() {
-			n.IPv4 = a.String()
+			n.IPv4, n.IPv6 = a.String(), "none"
 		} else {
-			n.IPv6 = a.String()
+			n.IPv4, n.IPv6 = "none", a.String()
 		}
 	}
 	return n
