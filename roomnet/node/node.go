@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"tailscale.com/client/local"
@@ -51,11 +52,19 @@ type Peer struct {
 	Expired bool   // cut off by the server; no longer reachable
 }
 
+// hardenOnce guards process-wide knobs: envknob may only be written
+// before tailscale goroutines read it.
+var hardenOnce sync.Once
+
 // Harden sets the process-wide tailscale knobs that keep nodes from
-// talking to anything but our servers. Start calls it; it is idempotent.
+// talking to anything but our servers: no log upload, no port mapper.
+// Start calls it; call it earlier, before any node exists, when also
+// setting other knobs.
 func Harden() {
-	envknob.SetNoLogsNoSupport()
-	envknob.Setenv("TS_DISABLE_PORTMAPPER", "1")
+	hardenOnce.Do(func() {
+		envknob.SetNoLogsNoSupport()
+		envknob.Setenv("TS_DISABLE_PORTMAPPER", "1")
+	})
 }
 
 // Start brings the node up with the grant's single-use key and returns
