@@ -17,6 +17,7 @@ import (
 	"tailscale.com/client/local"
 	"tailscale.com/envknob"
 	"tailscale.com/ipn/ipnstate"
+	"tailscale.com/tailcfg"
 	"tailscale.com/tsnet"
 	"tailscale.com/types/logger"
 
@@ -185,6 +186,31 @@ func (n *Node) WaitPeer(ctx context.Context, ip netip.Addr) error {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for peer %s: %w", ip, ctx.Err())
 		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// WaitReachable waits until the peer at ip answers a disco ping, which
+// means it has this node in its netmap too. Only then is a WireGuard
+// handshake sure to be accepted: a handshake the peer drops because it
+// has not heard of this node yet is retried only after 5 s.
+func (n *Node) WaitReachable(ctx context.Context, ip netip.Addr) error {
+	if err := n.WaitPeer(ctx, ip); err != nil {
+		return err
+	}
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 75*time.Millisecond)
+		res, err := n.lc.Ping(pctx, ip, tailcfg.PingDisco)
+		cancel()
+		if err == nil && res.Err == "" {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("waiting for peer %s to answer: %w", ip, ctx.Err())
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
