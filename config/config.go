@@ -34,6 +34,14 @@ type Config struct {
 	DERP      DERP
 	Rooms     Rooms
 	Auth      Auth
+	Chat      Chat
+}
+
+// Chat holds chat limits.
+type Chat struct {
+	MaxBody      int
+	SendPerSec   float64
+	SyncMessages int
 }
 
 // Database selects the gorm engine.
@@ -117,6 +125,17 @@ func integer(p func(*Config) *int) func(*Config, string) error {
 	}
 }
 
+func float(p func(*Config) *float64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("not a number: %q", v)
+		}
+		*p(c) = f
+		return nil
+	}
+}
+
 func boolean(p func(*Config) *bool) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
@@ -178,6 +197,9 @@ var options = []option{
 	{"admin.password", "bootstrap admin password (empty: generated and printed once)", "", str(func(c *Config) *string { return &c.Auth.AdminPassword })},
 	{"auth.token_ttl", "lifetime of a bearer token", "168h", duration(func(c *Config) *time.Duration { return &c.Auth.TokenTTL })},
 	{"auth.open_signup", "anyone may register an account", "true", boolean(func(c *Config) *bool { return &c.Auth.OpenSignup })},
+	{"chat.max_body", "largest chat message body in bytes", "4096", integer(func(c *Config) *int { return &c.Chat.MaxBody })},
+	{"chat.send_per_sec", "chat messages a user may send per second (burst twice that)", "10", float(func(c *Config) *float64 { return &c.Chat.SendPerSec })},
+	{"chat.sync_messages", "newest messages per conversation sent on (re)connect", "20", integer(func(c *Config) *int { return &c.Chat.SyncMessages })},
 	{"auth.login_per_minute", "login and register attempts per minute per client address", "30", integer(func(c *Config) *int { return &c.Auth.LoginPerMinute })},
 }
 
@@ -380,6 +402,12 @@ func (c *Config) Finish() error {
 	}
 	if c.Auth.AdminPassword != "" && len(c.Auth.AdminPassword) < 8 {
 		errs = append(errs, errors.New("admin.password: want at least 8 characters"))
+	}
+	if c.Chat.MaxBody < 1 || c.Chat.MaxBody > 32<<10 {
+		errs = append(errs, errors.New("chat.max_body: want 1..32768"))
+	}
+	if c.Chat.SendPerSec <= 0 || c.Chat.SyncMessages < 0 || c.Chat.SyncMessages > 200 {
+		errs = append(errs, errors.New("chat: send_per_sec must be positive, sync_messages 0..200"))
 	}
 	if c.Auth.LoginPerMinute < 1 {
 		errs = append(errs, errors.New("auth.login_per_minute: want at least 1"))

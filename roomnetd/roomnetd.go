@@ -17,9 +17,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/roomnet/roomnet/chat/chatserver"
 	"github.com/roomnet/roomnet/config"
 	"github.com/roomnet/roomnet/controlplane/api"
 	"github.com/roomnet/roomnet/controlplane/events"
@@ -51,8 +53,10 @@ type Server struct {
 	Registry *prometheus.Registry
 	Events   *events.Hub
 	Service  *service.Service
+	Chat     *chatserver.Server
 
 	store    *store.Store
+	chatDB   *chatserver.GormStore
 	relay    *relay.Server
 	hs       *embedded.Supervisor
 	hsClient *headscale.Client
@@ -124,15 +128,35 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 	}
 
 	s.registerMetrics()
+	chatDSN := cfg.Database.DSN
+	if cfg.Database.Driver == "sqlite" {
+		chatDSN = filepath.Join(cfg.DataDir, "chat.db")
+	}
+	if s.chatDB, err = chatserver.OpenStore(cfg.Database.Driver, chatDSN); err != nil {
+		return nil, err
+	}
+	s.Chat, err = chatserver.New(chatserver.Options{
+		Store:        s.chatDB,
+		Directory:    directory{svc: s.Service, store: s.store},
+		Logger:       log,
+		Registry:     s.Registry,
+		MaxBody:      cfg.Chat.MaxBody,
+		SendPerSec:   cfg.Chat.SendPerSec,
+		SyncMessages: cfg.Chat.SyncMessages,
+	})
+	if err != nil {
+		return nil, err
+	}
 	e := api.New(api.Options{
 		Service:        s.Service,
-		Publisher:      s.Events,
+		Publisher:      publisher{hub: s.Events, chat: s.Chat, log: log},
 		Logger:         log.With("component", "api"),
 		Registry:       s.Registry,
 		Ready:          s.Ready,
 		AuthPerMinute:  cfg.Auth.LoginPerMinute,
 		RequestsPerSec: o.APIRequestsPerSec,
 	})
+	e.GET("/ws", echo.WrapHandler(s.Chat))
 	s.httpSrv = &http.Server{
 		Handler:           e,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -323,6 +347,12 @@ func (s *Server) registerMetrics() {
 // ctx), then stops the reconciler, Headscale, the relay and the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
+	if s.Chat != nil {
+		// Hijacked WebSockets are not closed by http.Server.Shutdown.
+		if err := s.Chat.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping chat: %w", err))
+		}
+	}
 	if s.httpSrv != nil {
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stopping API: %w", err))
@@ -355,6 +385,9 @@ func (s *Server) closeParts() error {
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
+	}
+	if s.chatDB != nil {
+		errs = append(errs, s.chatDB.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -381,3 +381,12 @@ func (s *Store) JoinKeysOfRoom(ctx context.Context, roomID string) ([]cp.JoinKey
 	err := s.db.WithContext(ctx).Where("room_id = ?", roomID).Find(&ks).Error
 	return ks, err
 }
+
+// RoomsOf lists the open rooms a user is an active member of.
+func (s *Store) RoomsOf(ctx context.Context, userID uint64) ([]string, error) {
+	var ids []string
+	err := s.db.WithContext(ctx).Model(&cp.Member{}).Select("members.room_id").
+		Joins("JOIN rooms ON rooms.id = members.room_id AND rooms.closed_at IS NULL").
+		Where("members.user_id = ? AND members.state = ?", userID, cp.MemberActive).Scan(&ids).Error
+	return ids, err
+}

@@ -1,0 +1,248 @@
+// Package chat is roomnet's chat protocol: the frames a client and a
+// server exchange over one WebSocket, their codes, close codes and codec.
+// chat/chatserver and chat/chatclient both import it and never each other.
+// The protocol is documented with an example of every frame in
+// docs/protocol.md.
+package chat
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Version is the protocol version this package speaks.
+const Version = 1
+
+// Frame types, client to server.
+const (
+	TypeAuth    = "auth"    // token, when not given in the upgrade header
+	TypeSync    = "sync"    // per-conversation positions after connecting
+	TypeSend    = "send"    // a message with a client_msg_id
+	TypeAck     = "ack"     // received everything up to seq
+	TypeRead    = "read"    // read everything up to seq
+	TypeHistory = "history" // a page of a conversation by seq cursor
+	TypePing    = "ping"    // heartbeat with the client's clock and RTT
+	TypeJoin    = "join"    // subscribe to a lobby
+	TypeLeave   = "leave"   // unsubscribe from a lobby
+	TypeOpenDM  = "open_dm" // the direct conversation with a user
+)
+
+// Frame types, server to client.
+const (
+	TypeHello   = "hello"   // session established; limits and heartbeat bounds
+	TypeSynced  = "synced"  // answer to sync: unread counts and newest messages
+	TypeSent    = "sent"    // a send is durable: its seq (C2S ack)
+	TypeMsg     = "msg"     // a message in a conversation
+	TypeReceipt = "receipt" // a direct message was delivered (S2C receipt)
+	TypePage    = "page"    // answer to history
+	TypePong    = "pong"    // answer to ping
+	TypeJoined  = "joined"  // answer to join / open_dm: a conversation
+	TypeRemoved = "removed" // you are no longer in a conversation
+	TypeNotify  = "notify"  // newer messages exist; pull them (storm mode, slow consumers)
+	TypeError   = "error"   // a typed error, with the ref of the frame it answers
+)
+
+// Message kinds.
+const (
+	KindText      = "text"
+	KindSystem    = "system"    // membership and room events; critical
+	KindTombstone = "tombstone" // a seq that was allocated but never written
+)
+
+// Error codes in error frames. Clients branch on these.
+const (
+	ErrBadFrame     = "bad_frame"    // not JSON, unknown type or field shape
+	ErrBadVersion   = "bad_version"  // protocol version not supported
+	ErrUnauthorized = "unauthorized" // token missing or invalid
+	ErrForbidden    = "forbidden"    // not a member of the conversation
+	ErrNotFound     = "not_found"    // no such conversation or user
+	ErrTooLarge     = "too_large"    // message body over the limit
+	ErrRateLimited  = "rate_limited" // sending too fast; retry later
+	ErrTooMany      = "too_many"     // too many conversations joined
+	ErrInvalid      = "invalid"      // a field out of range
+	ErrUnavailable  = "unavailable"  // storage failed; retry
+	ErrInternal     = "internal"     // a bug; report it
+)
+
+// Close codes (RFC 6455 private range). Retry tells a client whether
+// reconnecting can help.
+const (
+	CloseUnauthorized   = 4001 // do not reconnect with the same token
+	CloseBadVersion     = 4002 // do not reconnect: upgrade the client
+	ClosePolicy         = 4003 // misbehaving client (flooding, bad frames); reconnect after backoff
+	CloseHeartbeat      = 4008 // missed heartbeats; reconnect
+	CloseSlowConsumer   = 4009 // could not keep up with critical frames; reconnect
+	CloseShutdown       = 4010 // server going away; reconnect elsewhere or later
+	CloseAuthTimeout    = 4011 // no auth frame in time; reconnect
+	CloseSessionRevoked = 4012 // the account was banned or the token revoked; do not reconnect
+)
+
+// Retry reports whether a client should reconnect after close code code.
+func Retry(code int) bool {
+	switch code {
+	case CloseUnauthorized, CloseBadVersion, CloseSessionRevoked:
+		return false
+	}
+	return true
+}
+
+// Conversation ids are "room:<room id>", "lobby:<name>" and
+// "dm:<user id>:<user id>" (lower id first).
+const (
+	KindRoom   = "room"
+	KindLobby  = "lobby"
+	KindDirect = "dm"
+)
+
+// ConvKind returns the kind of a conversation id and whether it is well formed.
+func ConvKind(conv string) (string, bool) {
+	kind, rest, ok := strings.Cut(conv, ":")
+	if !ok || rest == "" || len(conv) > 80 {
+		return "", false
+	}
+	switch kind {
+	case KindRoom, KindLobby:
+		for _, r := range rest {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+				return "", false
+			}
+		}
+		return kind, true
+	case KindDirect:
+		a, b, ok := strings.Cut(rest, ":")
+		var x, y uint64
+		if !ok || a == "" || b == "" {
+			return "", false
+		}
+		if _, err := fmt.Sscan(a, &x); err != nil || fmt.Sprint(x) != a {
+			return "", false
+		}
+		if _, err := fmt.Sscan(b, &y); err != nil || fmt.Sprint(y) != b || x >= y {
+			return "", false
+		}
+		return kind, true
+	}
+	return "", false
+}
+
+// DirectConv returns the direct conversation id of two users.
+func DirectConv(a, b uint64) string {
+	if a > b {
+		a, b = b, a
+	}
+	return fmt.Sprintf("%s:%d:%d", KindDirect, a, b)
+}
+
+// RoomConv returns the conversation id of a room.
+func RoomConv(roomID string) string { return KindRoom + ":" + roomID }
+
+// Frame is every frame, both directions: a type, the protocol version and
+// the fields that type uses. Unused fields are omitted on the wire.
+type Frame struct {
+	V    int    `json:"v"`
+	Type string `json:"type"`
+	// Ref correlates an answer (sent, page, error, pong, joined) with the
+	// frame it answers: the client_msg_id of a send, or a request id.
+	Ref string `json:"ref,omitempty"`
+
+	Token       string            `json:"token,omitempty"`
+	Conv        string            `json:"conv,omitempty"`
+	ClientMsgID string            `json:"client_msg_id,omitempty"`
+	Body        string            `json:"body,omitempty"`
+	Seq         uint64            `json:"seq,omitempty"`
+	TS          int64             `json:"ts,omitempty"` // unix ms
+	Positions   map[string]uint64 `json:"positions,omitempty"`
+	Before      uint64            `json:"before,omitempty"`
+	After       uint64            `json:"after,omitempty"`
+	Limit       int               `json:"limit,omitempty"`
+	Username    string            `json:"username,omitempty"`
+
+	// ping / pong
+	RTT      int   `json:"rtt_ms,omitempty"`      // client's smoothed RTT
+	Interval int   `json:"interval_ms,omitempty"` // client's heartbeat interval
+	ServerTS int64 `json:"server_ts,omitempty"`
+
+	Msg      *Message     `json:"msg,omitempty"`
+	Messages []Message    `json:"messages,omitempty"`
+	Convs    []ConvState  `json:"convs,omitempty"`
+	HasMore  bool         `json:"has_more,omitempty"`
+	Hello    *Hello       `json:"hello,omitempty"`
+	Error    *ErrorDetail `json:"error,omitempty"`
+	Reason   string       `json:"reason,omitempty"`
+	By       string       `json:"by,omitempty"` // receipt: who received
+}
+
+// Message is a stored message as clients see it.
+type Message struct {
+	Conv        string `json:"conv"`
+	Seq         uint64 `json:"seq"`
+	Kind        string `json:"kind"`
+	From        string `json:"from,omitempty"`
+	ClientMsgID string `json:"client_msg_id,omitempty"`
+	Body        string `json:"body,omitempty"`
+	TS          int64  `json:"ts"`
+	Critical    bool   `json:"critical,omitempty"`
+}
+
+// ConvState is a conversation's position in a synced frame.
+type ConvState struct {
+	Conv     string    `json:"conv"`
+	MaxSeq   uint64    `json:"max_seq"`
+	ReadSeq  uint64    `json:"read_seq"`
+	Unread   uint64    `json:"unread"`
+	Messages []Message `json:"messages,omitempty"` // newest, oldest first
+}
+
+// Hello opens a session.
+type Hello struct {
+	Session       string   `json:"session"`
+	User          string   `json:"user"`
+	UserID        uint64   `json:"user_id"`
+	MinIntervalMS int      `json:"min_interval_ms"`
+	MaxIntervalMS int      `json:"max_interval_ms"`
+	MaxBody       int      `json:"max_body"`
+	SendPerSec    int      `json:"send_per_sec"`
+	Convs         []string `json:"convs"` // conversations the user is in now
+}
+
+// ErrorDetail is a typed error.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// MaxFrameBytes bounds a frame on the wire.
+const MaxFrameBytes = 64 << 10
+
+// ErrDecode wraps every decoding failure.
+var ErrDecode = errors.New("chat: bad frame")
+
+// Decode parses one frame, refusing unknown fields, trailing data, frames
+// over MaxFrameBytes and frames without a type.
+func Decode(b []byte) (Frame, error) {
+	var f Frame
+	if len(b) > MaxFrameBytes {
+		return f, fmt.Errorf("%w: %d bytes, limit %d", ErrDecode, len(b), MaxFrameBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return Frame{}, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	if dec.More() {
+		return Frame{}, fmt.Errorf("%w: trailing data", ErrDecode)
+	}
+	if f.Type == "" {
+		return Frame{}, fmt.Errorf("%w: no type", ErrDecode)
+	}
+	return f, nil
+}
+
+// Encode serializes a frame, stamping the protocol version.
+func Encode(f Frame) ([]byte, error) {
+	f.V = Version
+	return json.Marshal(f)
+}

@@ -1,0 +1,827 @@
+// Package chatclient is the Go SDK of roomnet chat: one WebSocket with
+// reconnects and resync, sends that are retried with backoff until the
+// server acknowledges them durably (or reported failed, never dropped),
+// received messages deduplicated and delivered in seq order per
+// conversation with gaps filled from history, unread counts, read
+// marking and an adaptive heartbeat. The CLI and tests use it.
+package chatclient
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/roomnet/roomnet/chat"
+)
+
+// Options configures a Client. Zero values take the defaults in brackets.
+type Options struct {
+	URL   string // ws:// or wss:// URL of /ws
+	Token string
+
+	// SendBackoff spaces resends of an unacknowledged message
+	// [Initial 500ms, Factor 2, Max 8s, Jitter 0.2].
+	SendBackoff Backoff
+	// MaxAttempts bounds sends of one message before it is reported
+	// failed [8].
+	MaxAttempts int
+	// Reconnect spaces reconnection attempts [200ms, 2, 5s, 0.3].
+	Reconnect Backoff
+	// GapTimeout is how long a gap may stay open before it is filled from
+	// history [300ms].
+	GapTimeout time.Duration
+	// SyncEvery re-syncs positions even without a reconnect, so that a
+	// lost last message of a quiet conversation is found [30s].
+	SyncEvery time.Duration
+	// RequestTimeout bounds history, join and sync requests [5s].
+	RequestTimeout time.Duration
+	// MaxBuffer bounds each conversation's reorder buffer [4096].
+	MaxBuffer int
+	// Events is the event channel's capacity [4096]; a consumer that
+	// falls behind blocks delivery, it never loses events.
+	Events int
+	Dialer *websocket.Dialer
+}
+
+func (o *Options) defaults() {
+	if o.SendBackoff.Initial == 0 {
+		o.SendBackoff = Backoff{Initial: 500 * time.Millisecond, Factor: 2, Max: 8 * time.Second, Jitter: 0.2}
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 8
+	}
+	if o.Reconnect.Initial == 0 {
+		o.Reconnect = Backoff{Initial: 200 * time.Millisecond, Factor: 2, Max: 5 * time.Second, Jitter: 0.3}
+	}
+	if o.GapTimeout == 0 {
+		o.GapTimeout = 300 * time.Millisecond
+	}
+	if o.SyncEvery == 0 {
+		o.SyncEvery = 30 * time.Second
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 5 * time.Second
+	}
+	if o.MaxBuffer == 0 {
+		o.MaxBuffer = 4096
+	}
+	if o.Events == 0 {
+		o.Events = 4096
+	}
+	if o.Dialer == nil {
+		o.Dialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	}
+}
+
+// EventType names an Event.
+type EventType int
+
+// Events a Client emits.
+const (
+	EventMessage      EventType = iota + 1 // Msg, in seq order per conversation, once
+	EventSent                              // Pending resolved: Msg has its seq
+	EventFailed                            // Pending gave up: Err says why
+	EventRemoved                           // no longer in Conv (Reason: left, kicked, closed)
+	EventReceipt                           // By received Conv up to Seq
+	EventConnected                         // a session started
+	EventDisconnected                      // the session ended (Code, Err); Retry says whether it will reconnect
+	EventSynced                            // positions and unread counts are fresh
+)
+
+// Event is what happened.
+type Event struct {
+	Type   EventType
+	Msg    chat.Message
+	Conv   string
+	Seq    uint64
+	By     string
+	Reason string
+	Code   int
+	Retry  bool
+	Err    error
+}
+
+// ErrSendFailed reports a message given up after MaxAttempts.
+var ErrSendFailed = errors.New("chatclient: message not acknowledged")
+
+// ErrClosed reports a closed client.
+var ErrClosed = errors.New("chatclient: closed")
+
+// Pending is a message on its way.
+type Pending struct {
+	ClientMsgID string
+	Conv        string
+	Body        string
+
+	done     chan struct{}
+	seq      uint64
+	err      error
+	attempts int
+	due      time.Time
+}
+
+// Done is closed when the message is acknowledged or failed.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Result returns the seq once Done, or the error.
+func (p *Pending) Result() (uint64, error) {
+	<-p.done
+	return p.seq, p.err
+}
+
+type convState struct {
+	known      bool   // position set
+	contiguous uint64 // highest seq delivered with nothing missing below
+	buffer     map[uint64]chat.Message
+	gapSince   time.Time
+	fetching   time.Time // a gap fill is in flight since
+	maxSeq     uint64
+	readSeq    uint64
+	acked      uint64 // highest contiguous seq acknowledged to the server
+	removed    bool
+}
+
+// Client is a chat connection with reconnects. Safe for concurrent use.
+type Client struct {
+	opts   Options
+	events chan Event
+
+	mu       sync.Mutex
+	ws       *websocket.Conn
+	wmu      sync.Mutex // serializes writes to ws
+	session  string
+	user     string
+	userID   uint64
+	pending  map[string]*Pending
+	order    []string // pending ids in send order
+	convs    map[string]*convState
+	waiters  map[string]chan chat.Frame
+	lobbies  map[string]bool // joined; joined again on every new session
+	rtt      chat.RTTEstimator
+	lastSync time.Time
+	stats    Stats
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	connected chan struct{} // closed at the first hello
+	connOnce  sync.Once
+	closeOnce sync.Once
+	fatal     error
+}
+
+// Stats counts what the client did.
+type Stats struct {
+	Duplicates, GapFills, Resends, Reconnects, Failed int
+}
+
+// Dial connects and returns once the first session is up, ctx ends, or
+// the server refuses for good (bad token, bad version).
+func Dial(ctx context.Context, o Options) (*Client, error) {
+	o.defaults()
+	cctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		opts: o, events: make(chan Event, o.Events), pending: map[string]*Pending{},
+		convs: map[string]*convState{}, waiters: map[string]chan chat.Frame{}, lobbies: map[string]bool{},
+		ctx: cctx, cancel: cancel, connected: make(chan struct{}),
+	}
+	c.wg.Add(2)
+	go c.run()
+	go c.tick()
+	select {
+	case <-c.connected:
+		return c, nil
+	case <-ctx.Done():
+		c.Close()
+		return nil, ctx.Err()
+	case <-cctx.Done():
+		c.Close()
+		if c.fatal != nil {
+			return nil, c.fatal
+		}
+		return nil, ErrClosed
+	}
+}
+
+// Events returns the event channel.
+func (c *Client) Events() <-chan Event { return c.events }
+
+// User returns the signed-in user's name.
+func (c *Client) User() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user
+}
+
+// Stats returns counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// RTT returns the smoothed round trip and the heartbeat interval in use.
+func (c *Client) RTT() (srtt, interval time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rtt.SRTT, c.rtt.Interval()
+}
+
+// Close stops the client; pending sends fail with ErrClosed.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.mu.Lock()
+		ws := c.ws
+		c.mu.Unlock()
+		if ws != nil {
+			c.wmu.Lock()
+			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			c.wmu.Unlock()
+			ws.Close()
+		}
+		c.wg.Wait()
+		c.mu.Lock()
+		for id, p := range c.pending {
+			p.err = ErrClosed
+			close(p.done)
+			delete(c.pending, id)
+		}
+		c.mu.Unlock()
+	})
+	return nil
+}
+
+func (c *Client) emit(e Event) {
+	select {
+	case c.events <- e:
+	case <-c.ctx.Done():
+	}
+}
+
+func randomID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (c *Client) write(f chat.Frame) error {
+	b, err := chat.Encode(f)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	ws := c.ws
+	c.mu.Unlock()
+	if ws == nil {
+		return errors.New("chatclient: not connected")
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return ws.WriteMessage(websocket.TextMessage, b)
+}
+
+// Send queues a message to conv. It is sent now if connected and resent
+// until the server acknowledges it with a seq, or reported failed.
+func (c *Client) Send(conv, body string) *Pending {
+	p := &Pending{ClientMsgID: randomID(), Conv: conv, Body: body, done: make(chan struct{})}
+	c.mu.Lock()
+	if c.ctx.Err() != nil {
+		c.mu.Unlock()
+		p.err = ErrClosed
+		close(p.done)
+		return p
+	}
+	c.pending[p.ClientMsgID] = p
+	c.order = append(c.order, p.ClientMsgID)
+	p.attempts = 1
+	p.due = time.Now().Add(c.opts.SendBackoff.Delay(1))
+	c.mu.Unlock()
+	_ = c.write(chat.Frame{Type: chat.TypeSend, Conv: conv, ClientMsgID: p.ClientMsgID, Body: body})
+	return p
+}
+
+// request sends f with a fresh ref and waits for the answer with that ref.
+func (c *Client) request(ctx context.Context, f chat.Frame) (chat.Frame, error) {
+	f.Ref = randomID()
+	ch := make(chan chat.Frame, 1)
+	c.mu.Lock()
+	c.waiters[f.Ref] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiters, f.Ref)
+		c.mu.Unlock()
+	}()
+	if err := c.write(f); err != nil {
+		return chat.Frame{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	defer cancel()
+	select {
+	case r := <-ch:
+		if r.Type == chat.TypeError {
+			return r, fmt.Errorf("chatclient: %s: %s", r.Error.Code, r.Error.Message)
+		}
+		return r, nil
+	case <-ctx.Done():
+		return chat.Frame{}, ctx.Err()
+	}
+}
+
+// Join subscribes to a lobby ("lobby:<name>").
+func (c *Client) Join(ctx context.Context, lobby string) error {
+	_, err := c.request(ctx, chat.Frame{Type: chat.TypeJoin, Conv: lobby})
+	if err == nil {
+		c.mu.Lock()
+		c.conv(lobby).removed = false
+		c.lobbies[lobby] = true
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// Leave unsubscribes from a lobby.
+func (c *Client) Leave(ctx context.Context, lobby string) error {
+	c.mu.Lock()
+	delete(c.lobbies, lobby)
+	c.mu.Unlock()
+	_, err := c.request(ctx, chat.Frame{Type: chat.TypeLeave, Conv: lobby})
+	return err
+}
+
+// OpenDM returns the direct conversation with username.
+func (c *Client) OpenDM(ctx context.Context, username string) (string, error) {
+	r, err := c.request(ctx, chat.Frame{Type: chat.TypeOpenDM, Username: username})
+	return r.Conv, err
+}
+
+// History returns a page of conv: seqs below before (0: the newest), at
+// most limit, oldest first, and whether older ones exist.
+func (c *Client) History(ctx context.Context, conv string, before uint64, limit int) ([]chat.Message, bool, error) {
+	r, err := c.request(ctx, chat.Frame{Type: chat.TypeHistory, Conv: conv, Before: before, Limit: limit})
+	return r.Messages, r.HasMore, err
+}
+
+// MarkRead marks conv read up to seq.
+func (c *Client) MarkRead(conv string, seq uint64) error {
+	c.mu.Lock()
+	st := c.conv(conv)
+	st.readSeq = max(st.readSeq, seq)
+	c.mu.Unlock()
+	return c.write(chat.Frame{Type: chat.TypeRead, Conv: conv, Seq: seq})
+}
+
+// Unread returns unread counts per conversation (max seq − read seq).
+func (c *Client) Unread() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]uint64{}
+	for conv, st := range c.convs {
+		top := max(st.maxSeq, st.contiguous)
+		if top > st.readSeq {
+			out[conv] = top - st.readSeq
+		} else {
+			out[conv] = 0
+		}
+	}
+	return out
+}
+
+// Position returns the highest seq of conv delivered in order.
+func (c *Client) Position(conv string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.convs[conv]; ok {
+		return st.contiguous
+	}
+	return 0
+}
+
+func (c *Client) conv(id string) *convState {
+	st, ok := c.convs[id]
+	if !ok {
+		st = &convState{buffer: map[uint64]chat.Message{}}
+		c.convs[id] = st
+	}
+	return st
+}
+
+// run keeps a session up, reconnecting with backoff.
+func (c *Client) run() {
+	defer c.wg.Done()
+	attempt := 0
+	for c.ctx.Err() == nil {
+		code, err := c.session1()
+		if c.ctx.Err() != nil {
+			return
+		}
+		retry := chat.Retry(code)
+		c.emit(Event{Type: EventDisconnected, Code: code, Err: err, Retry: retry})
+		if !retry {
+			c.fatal = fmt.Errorf("chatclient: server closed the session for good (code %d): %v", code, err)
+			c.cancel()
+			return
+		}
+		attempt++
+		if code != 0 {
+			attempt = min(attempt, 2) // the server was reachable
+		}
+		c.mu.Lock()
+		c.stats.Reconnects++
+		c.mu.Unlock()
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(c.opts.Reconnect.Delay(attempt)):
+		}
+	}
+}
+
+// session1 runs one connection until it ends and returns its close code.
+func (c *Client) session1() (int, error) {
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+c.opts.Token)
+	dctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	ws, resp, err := c.opts.Dialer.DialContext(dctx, c.opts.URL, h)
+	cancel()
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			return chat.CloseUnauthorized, err
+		}
+		return 0, err
+	}
+	ws.SetReadLimit(chat.MaxFrameBytes * 16)
+	c.mu.Lock()
+	c.ws = ws
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.ws == ws {
+			c.ws = nil
+		}
+		c.mu.Unlock()
+		ws.Close()
+	}()
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(chat.Deadline(chat.MaxHeartbeat, 0)))
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				return ce.Code, err
+			}
+			return 0, err
+		}
+		f, err := chat.Decode(b)
+		if err != nil {
+			continue // a newer server may add frames; skip what we cannot read
+		}
+		c.handle(f)
+	}
+}
+
+func (c *Client) handle(f chat.Frame) {
+	switch f.Type {
+	case chat.TypeHello:
+		c.onHello(f)
+	case chat.TypeSent:
+		c.mu.Lock()
+		p, ok := c.pending[f.Ref]
+		if ok {
+			delete(c.pending, f.Ref)
+			p.seq = f.Seq
+			close(p.done)
+			st := c.conv(f.Conv)
+			st.maxSeq = max(st.maxSeq, f.Seq)
+		}
+		c.mu.Unlock()
+		if ok {
+			c.emit(Event{Type: EventSent, Conv: f.Conv, Seq: f.Seq, Msg: chat.Message{Conv: f.Conv, Seq: f.Seq, ClientMsgID: f.Ref, Body: p.Body}})
+		}
+	case chat.TypeMsg:
+		if f.Msg != nil {
+			c.deliver([]chat.Message{*f.Msg}, false)
+		}
+	case chat.TypePage:
+		if c.answer(f) {
+			return
+		}
+		c.onGapPage(f)
+	case chat.TypeSynced:
+		c.answer(f)
+		c.onSynced(f)
+	case chat.TypeNotify:
+		c.mu.Lock()
+		st := c.conv(f.Conv)
+		st.maxSeq = max(st.maxSeq, f.Seq)
+		fill := st.known && f.Seq > st.contiguous
+		c.mu.Unlock()
+		if fill {
+			c.fill(f.Conv)
+		}
+	case chat.TypeRemoved:
+		c.answer(f)
+		c.mu.Lock()
+		c.conv(f.Conv).removed = true
+		c.mu.Unlock()
+		c.emit(Event{Type: EventRemoved, Conv: f.Conv, Reason: f.Reason})
+	case chat.TypeReceipt:
+		if f.By != c.User() {
+			c.emit(Event{Type: EventReceipt, Conv: f.Conv, Seq: f.Seq, By: f.By})
+		}
+	case chat.TypePong:
+		if f.TS > 0 {
+			c.mu.Lock()
+			c.rtt.Add(time.Since(time.UnixMilli(f.TS)))
+			c.mu.Unlock()
+		}
+	case chat.TypeJoined:
+		c.answer(f)
+	case chat.TypeError:
+		if c.answer(f) {
+			return
+		}
+		c.onSendError(f)
+	}
+}
+
+// answer hands a frame to the request waiting for its ref.
+func (c *Client) answer(f chat.Frame) bool {
+	if f.Ref == "" {
+		return false
+	}
+	c.mu.Lock()
+	ch, ok := c.waiters[f.Ref]
+	c.mu.Unlock()
+	if ok {
+		select {
+		case ch <- f:
+		default:
+		}
+	}
+	return ok
+}
+
+func (c *Client) onHello(f chat.Frame) {
+	c.mu.Lock()
+	c.session, c.user, c.userID = f.Hello.Session, f.Hello.User, f.Hello.UserID
+	positions := map[string]uint64{}
+	for conv, st := range c.convs {
+		if st.known && !st.removed {
+			positions[conv] = st.contiguous
+		}
+	}
+	var resend []*Pending
+	for _, id := range c.order {
+		if p, ok := c.pending[id]; ok {
+			resend = append(resend, p)
+		}
+	}
+	c.order = c.order[:0]
+	for _, p := range resend {
+		c.order = append(c.order, p.ClientMsgID)
+	}
+	c.lastSync = time.Now()
+	lobbies := make([]string, 0, len(c.lobbies))
+	for l := range c.lobbies {
+		lobbies = append(lobbies, l)
+	}
+	c.mu.Unlock()
+	c.connOnce.Do(func() { close(c.connected) })
+	c.emit(Event{Type: EventConnected})
+	// The server handles a connection's frames in order: lobbies are
+	// joined before the sync and the resends that need them.
+	for _, l := range lobbies {
+		_ = c.write(chat.Frame{Type: chat.TypeJoin, Conv: l})
+	}
+	_ = c.write(chat.Frame{Type: chat.TypeSync, Positions: positions})
+	for _, p := range resend {
+		_ = c.write(chat.Frame{Type: chat.TypeSend, Conv: p.Conv, ClientMsgID: p.ClientMsgID, Body: p.Body})
+	}
+}
+
+func (c *Client) onSynced(f chat.Frame) {
+	var fills []string
+	c.mu.Lock()
+	for _, cs := range f.Convs {
+		st := c.conv(cs.Conv)
+		st.removed = false
+		st.maxSeq = max(st.maxSeq, cs.MaxSeq)
+		st.readSeq = max(st.readSeq, cs.ReadSeq)
+		if !st.known {
+			// New to this client: start from the newest page.
+			st.known = true
+			if len(cs.Messages) > 0 {
+				st.contiguous = cs.Messages[0].Seq - 1
+			} else {
+				st.contiguous = cs.MaxSeq
+			}
+			st.acked = st.contiguous
+		}
+	}
+	c.mu.Unlock()
+	for _, cs := range f.Convs {
+		c.deliver(cs.Messages, true)
+		c.mu.Lock()
+		st := c.conv(cs.Conv)
+		if st.maxSeq > st.contiguous {
+			fills = append(fills, cs.Conv)
+		}
+		c.mu.Unlock()
+	}
+	for _, conv := range fills {
+		c.fill(conv)
+	}
+	c.emit(Event{Type: EventSynced})
+}
+
+// deliver puts messages through dedupe and the reorder buffer and emits
+// what became contiguous.
+func (c *Client) deliver(msgs []chat.Message, fromHistory bool) {
+	var out []chat.Message
+	c.mu.Lock()
+	for _, m := range msgs {
+		st := c.conv(m.Conv)
+		if !st.known {
+			st.known = true
+			st.contiguous = m.Seq - 1
+			st.acked = st.contiguous
+		}
+		st.maxSeq = max(st.maxSeq, m.Seq)
+		if m.Seq <= st.contiguous {
+			c.stats.Duplicates++
+			continue
+		}
+		if _, dup := st.buffer[m.Seq]; dup {
+			c.stats.Duplicates++
+			continue
+		}
+		if len(st.buffer) >= c.opts.MaxBuffer {
+			continue // refetched by the gap fill
+		}
+		st.buffer[m.Seq] = m
+		for {
+			next, ok := st.buffer[st.contiguous+1]
+			if !ok {
+				break
+			}
+			delete(st.buffer, next.Seq)
+			st.contiguous++
+			if next.Kind != chat.KindTombstone {
+				out = append(out, next)
+			}
+		}
+		if len(st.buffer) == 0 {
+			st.gapSince = time.Time{}
+		} else if st.gapSince.IsZero() {
+			st.gapSince = time.Now()
+		}
+	}
+	c.mu.Unlock()
+	for _, m := range out {
+		c.emit(Event{Type: EventMessage, Msg: m, Conv: m.Conv, Seq: m.Seq})
+	}
+}
+
+// fill asks for the messages after the contiguous position of conv.
+func (c *Client) fill(conv string) {
+	c.mu.Lock()
+	st := c.conv(conv)
+	if !st.fetching.IsZero() && time.Since(st.fetching) < c.opts.RequestTimeout {
+		c.mu.Unlock()
+		return
+	}
+	st.fetching = time.Now()
+	after := st.contiguous
+	c.stats.GapFills++
+	c.mu.Unlock()
+	_ = c.write(chat.Frame{Type: chat.TypeHistory, Ref: "gap:" + conv, Conv: conv, After: after, Limit: 200})
+}
+
+func (c *Client) onGapPage(f chat.Frame) {
+	c.mu.Lock()
+	c.conv(f.Conv).fetching = time.Time{}
+	c.mu.Unlock()
+	c.deliver(f.Messages, true)
+	c.mu.Lock()
+	st := c.conv(f.Conv)
+	again := f.HasMore || st.maxSeq > st.contiguous && len(f.Messages) > 0 && len(st.buffer) > 0
+	c.mu.Unlock()
+	if again {
+		c.fill(f.Conv)
+	}
+}
+
+func (c *Client) onSendError(f chat.Frame) {
+	c.mu.Lock()
+	p, ok := c.pending[f.Ref]
+	if !ok {
+		c.mu.Unlock()
+		return
+	}
+	switch f.Error.Code {
+	case chat.ErrRateLimited, chat.ErrUnavailable:
+		p.due = time.Now().Add(c.opts.SendBackoff.Delay(p.attempts))
+		c.mu.Unlock()
+		return
+	}
+	delete(c.pending, f.Ref)
+	p.err = fmt.Errorf("chatclient: %s: %s", f.Error.Code, f.Error.Message)
+	close(p.done)
+	c.stats.Failed++
+	c.mu.Unlock()
+	c.emit(Event{Type: EventFailed, Conv: p.Conv, Err: p.err, Msg: chat.Message{Conv: p.Conv, ClientMsgID: p.ClientMsgID, Body: p.Body}})
+}
+
+// tick resends, fills gaps, acks and pings.
+func (c *Client) tick() {
+	defer c.wg.Done()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	lastPing := time.Time{}
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		var resend []*Pending
+		var failed []*Pending
+		var gaps []string
+		var acks []chat.Frame
+		c.mu.Lock()
+		connected := c.ws != nil
+		for id, p := range c.pending {
+			if now.Before(p.due) {
+				continue
+			}
+			if p.attempts >= c.opts.MaxAttempts {
+				delete(c.pending, id)
+				p.err = ErrSendFailed
+				c.stats.Failed++
+				failed = append(failed, p)
+				continue
+			}
+			if connected {
+				p.attempts++
+				p.due = now.Add(c.opts.SendBackoff.Delay(p.attempts))
+				c.stats.Resends++
+				resend = append(resend, p)
+			}
+		}
+		for conv, st := range c.convs {
+			if !st.gapSince.IsZero() && now.Sub(st.gapSince) > c.opts.GapTimeout {
+				gaps = append(gaps, conv)
+			}
+			if st.contiguous > st.acked && !st.removed {
+				st.acked = st.contiguous
+				acks = append(acks, chat.Frame{Type: chat.TypeAck, Conv: conv, Seq: st.contiguous})
+			}
+		}
+		interval := c.rtt.Interval()
+		doSync := connected && now.Sub(c.lastSync) > c.opts.SyncEvery
+		positions := map[string]uint64{}
+		if doSync {
+			c.lastSync = now
+			for conv, st := range c.convs {
+				if st.known && !st.removed {
+					positions[conv] = st.contiguous
+				}
+			}
+		}
+		srtt := c.rtt.SRTT
+		c.mu.Unlock()
+		sort.Slice(resend, func(i, j int) bool { return resend[i].ClientMsgID < resend[j].ClientMsgID })
+		for _, p := range resend {
+			_ = c.write(chat.Frame{Type: chat.TypeSend, Conv: p.Conv, ClientMsgID: p.ClientMsgID, Body: p.Body})
+		}
+		for _, p := range failed {
+			close(p.done)
+			c.emit(Event{Type: EventFailed, Conv: p.Conv, Err: p.err, Msg: chat.Message{Conv: p.Conv, ClientMsgID: p.ClientMsgID, Body: p.Body}})
+		}
+		for _, conv := range gaps {
+			c.fill(conv)
+		}
+		for _, a := range acks {
+			_ = c.write(a)
+		}
+		if doSync {
+			_ = c.write(chat.Frame{Type: chat.TypeSync, Positions: positions})
+		}
+		if connected && now.Sub(lastPing) >= interval {
+			lastPing = now
+			_ = c.write(chat.Frame{Type: chat.TypePing, TS: now.UnixMilli(), RTT: int(srtt.Milliseconds()), Interval: int(interval.Milliseconds())})
+		}
+	}
+}

@@ -1,0 +1,36 @@
+package chatserver
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	framesIn        *prometheus.CounterVec
+	stored          prometheus.Counter
+	dedupes         prometheus.Counter
+	fanout          prometheus.Counter
+	bulkDropped     prometheus.Counter
+	slowClosed      prometheus.Counter
+	heartbeatClosed prometheus.Counter
+	violations      prometheus.Counter
+	commitLatency   prometheus.Histogram
+}
+
+func newMetrics(reg *prometheus.Registry, s *Server) metrics {
+	m := metrics{
+		framesIn:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomnet_chat_frames_in_total", Help: "Frames received by type."}, []string{"type"}),
+		stored:          prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_messages_stored_total", Help: "Messages durably stored."}),
+		dedupes:         prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_dedupes_total", Help: "Retried sends answered from the store."}),
+		fanout:          prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_deliveries_total", Help: "Frames handed to connections by fan-out."}),
+		bulkDropped:     prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_bulk_dropped_total", Help: "Messages dropped from full bulk lanes (replaced by notify)."}),
+		slowClosed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_slow_consumer_closed_total", Help: "Connections closed for a full priority lane."}),
+		heartbeatClosed: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_heartbeat_closed_total", Help: "Connections closed for missed heartbeats."}),
+		violations:      prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_violations_total", Help: "Rate-limited or malformed frames."}),
+		commitLatency:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomnet_chat_commit_seconds", Help: "Submit to durable write.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.framesIn, m.stored, m.dedupes, m.fanout, m.bulkDropped, m.slowClosed, m.heartbeatClosed, m.violations, m.commitLatency,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomnet_chat_connections", Help: "Open chat connections."}, func() float64 {
+				return float64(s.Stats().Connections)
+			}))
+	}
+	return m
+}

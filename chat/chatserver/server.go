@@ -1,0 +1,951 @@
+// Package chatserver serves roomnet's chat protocol over WebSocket: room
+// conversations tied to room membership, lobbies and direct messages, with
+// per-conversation sequence numbers, acks after durable group-committed
+// writes, dedupe of retried sends, sync with unread counts, cursor-paged
+// history and adaptive heartbeats tracked by one timer structure. It owns
+// its connections and storage; membership comes from a Directory and from
+// events the control plane applies.
+package chatserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/roomnet/roomnet/chat"
+)
+
+// Options configures a Server. Zero values take the defaults in brackets.
+type Options struct {
+	Store     Store
+	Sequencer Sequencer // [MemorySequencer over Store]
+	Bus       Bus       // [MemoryBus]
+	Directory Directory
+	Logger    *slog.Logger
+	Registry  *prometheus.Registry // nil: metrics are not registered
+
+	MaxBody       int           // bytes of a message body [4096]
+	SendPerSec    float64       // per user [10]
+	SendBurst     int           // [20]
+	FramesPerSec  float64       // per connection [50]
+	FramesBurst   int           // [100]
+	MaxLobbies    int           // lobbies a connection may join [10]
+	SyncMessages  int           // newest messages per conversation in synced [20]
+	HistoryMax    int           // messages per history page [200]
+	PriorityLane  int           // frames [256]
+	BulkLane      int           // frames [1024]
+	WriteTimeout  time.Duration // [10s]
+	AuthTimeout   time.Duration // [5s]
+	MaxBatch      int           // messages per group commit [256]
+	CursorFlush   time.Duration // [500ms]
+	MaxViolations int           // rate or frame errors before a disconnect [50]
+}
+
+func (o *Options) defaults() {
+	set := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	set(&o.MaxBody, 4096)
+	set(&o.SendBurst, 20)
+	set(&o.FramesBurst, 100)
+	set(&o.MaxLobbies, 10)
+	set(&o.SyncMessages, 20)
+	set(&o.HistoryMax, 200)
+	set(&o.PriorityLane, 256)
+	set(&o.BulkLane, 1024)
+	set(&o.MaxBatch, 256)
+	set(&o.MaxViolations, 50)
+	if o.SendPerSec == 0 {
+		o.SendPerSec = 10
+	}
+	if o.FramesPerSec == 0 {
+		o.FramesPerSec = 50
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.AuthTimeout == 0 {
+		o.AuthTimeout = 5 * time.Second
+	}
+	if o.CursorFlush == 0 {
+		o.CursorFlush = 500 * time.Millisecond
+	}
+}
+
+// Server is a chat node.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	store    Store
+	seq      Sequencer
+	bus      Bus
+	dir      Directory
+	upgrader websocket.Upgrader
+	commit   *committer
+	dl       *deadlines
+	metrics  metrics
+
+	mu     sync.RWMutex
+	conns  map[*conn]struct{}
+	byConv map[string]map[*conn]struct{}
+	byUser map[uint64]map[*conn]struct{}
+
+	inflightMu sync.Mutex
+	inflight   map[dedupeKey][]func(StoredMessage, error)
+
+	limMu      sync.Mutex
+	userLimits map[uint64]*rate.Limiter
+
+	curMu   sync.Mutex
+	cursors map[cursorKey]Cursor
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+type dedupeKey struct {
+	conv   string
+	sender uint64
+	id     string
+}
+
+type cursorKey struct {
+	user uint64
+	conv string
+}
+
+// New starts a chat node.
+func New(o Options) (*Server, error) {
+	o.defaults()
+	if o.Store == nil || o.Directory == nil || o.Logger == nil {
+		return nil, errors.New("chatserver: Store, Directory and Logger are required")
+	}
+	if o.Sequencer == nil {
+		o.Sequencer = NewMemorySequencer(o.Store)
+	}
+	if o.Bus == nil {
+		o.Bus = NewMemoryBus()
+	}
+	s := &Server{
+		opts: o, log: o.Logger.With("component", "chat"), store: o.Store, seq: o.Sequencer, bus: o.Bus, dir: o.Directory,
+		upgrader: websocket.Upgrader{
+			ReadBufferSize: 1024, WriteBufferSize: 1024,
+			WriteBufferPool: &sync.Pool{},
+			// Browsers send Origin; the token, not cookies, authenticates,
+			// so any origin may connect.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+		conns: map[*conn]struct{}{}, byConv: map[string]map[*conn]struct{}{}, byUser: map[uint64]map[*conn]struct{}{},
+		inflight: map[dedupeKey][]func(StoredMessage, error){}, userLimits: map[uint64]*rate.Limiter{},
+		cursors: map[cursorKey]Cursor{}, closing: make(chan struct{}),
+	}
+	s.metrics = newMetrics(o.Registry, s)
+	s.commit = newCommitter(o.Store, s.log, o.MaxBatch)
+	s.dl = newDeadlines(func(c *conn) {
+		s.metrics.heartbeatClosed.Inc()
+		c.shutdown(chat.CloseHeartbeat, "missed heartbeats")
+	})
+	s.bus.Subscribe(s.onBus)
+	s.wg.Add(1)
+	go s.flushCursorsLoop()
+	return s, nil
+}
+
+// ServeHTTP upgrades to a WebSocket and serves one client.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-s.closing:
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	default:
+	}
+	var user User
+	authed := false
+	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		u, err := s.dir.Authenticate(r.Context(), strings.TrimSpace(t))
+		if err != nil {
+			http.Error(w, `{"error":{"code":"unauthorized","message":"invalid token"}}`, http.StatusUnauthorized)
+			return
+		}
+		user, authed = u, true
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered
+	}
+	ws.SetReadLimit(chat.MaxFrameBytes)
+	if !authed {
+		user, err = s.readAuth(r.Context(), ws)
+		if err != nil {
+			return
+		}
+	}
+	s.serve(r.Context(), ws, user)
+}
+
+func (s *Server) readAuth(ctx context.Context, ws *websocket.Conn) (User, error) {
+	closeWith := func(code int, text string) {
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		ws.Close()
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(s.opts.AuthTimeout))
+	_, b, err := ws.ReadMessage()
+	if err != nil {
+		closeWith(chat.CloseAuthTimeout, "no auth frame")
+		return User{}, err
+	}
+	f, err := chat.Decode(b)
+	if err != nil || f.Type != chat.TypeAuth {
+		closeWith(chat.CloseUnauthorized, "first frame must be auth")
+		return User{}, errors.New("no auth frame")
+	}
+	if f.V != chat.Version {
+		closeWith(chat.CloseBadVersion, fmt.Sprintf("protocol version %d not supported; want %d", f.V, chat.Version))
+		return User{}, errors.New("bad version")
+	}
+	u, err := s.dir.Authenticate(ctx, f.Token)
+	if err != nil {
+		closeWith(chat.CloseUnauthorized, "invalid token")
+		return User{}, err
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	return u, nil
+}
+
+func newSession() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *Server) serve(ctx context.Context, ws *websocket.Conn, user User) {
+	c := &conn{
+		s: s, ws: ws, user: user, session: newSession(),
+		prio: make(chan outFrame, s.opts.PriorityLane), bulk: make(chan outFrame, s.opts.BulkLane),
+		closed: make(chan struct{}), done: make(chan struct{}),
+		frames: rate.NewLimiter(rate.Limit(s.opts.FramesPerSec), s.opts.FramesBurst),
+		convs:  map[string]bool{}, notifying: map[string]bool{},
+	}
+	rooms, err := s.dir.RoomsOf(ctx, user.ID)
+	if err != nil {
+		s.log.Error("loading rooms of a chat user", "user", user.Name, "err", err)
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(chat.CloseShutdown, "try again"), time.Now().Add(time.Second))
+		ws.Close()
+		return
+	}
+	for _, r := range rooms {
+		c.convs[chat.RoomConv(r)] = true
+	}
+	s.register(c)
+	s.wg.Add(1)
+	defer s.wg.Done()
+	go c.writeLoop()
+	s.dl.set(c, time.Now().Add(chat.Deadline(chat.MaxHeartbeat, 0)))
+	c.sendFrame(chat.Frame{Type: chat.TypeHello, Hello: &chat.Hello{
+		Session: c.session, User: user.Name, UserID: user.ID,
+		MinIntervalMS: int(chat.MinHeartbeat.Milliseconds()), MaxIntervalMS: int(chat.MaxHeartbeat.Milliseconds()),
+		MaxBody: s.opts.MaxBody, SendPerSec: int(s.opts.SendPerSec), Convs: c.convList(),
+	}})
+	s.readLoop(ctx, c)
+	c.shutdown(websocket.CloseNormalClosure, "")
+	<-c.done
+	s.unregister(c)
+	s.dl.remove(c)
+}
+
+func (s *Server) register(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns[c] = struct{}{}
+	if s.byUser[c.user.ID] == nil {
+		s.byUser[c.user.ID] = map[*conn]struct{}{}
+	}
+	s.byUser[c.user.ID][c] = struct{}{}
+	for conv := range c.convs {
+		s.subscribeLocked(c, conv)
+	}
+}
+
+func (s *Server) subscribeLocked(c *conn, conv string) {
+	if s.byConv[conv] == nil {
+		s.byConv[conv] = map[*conn]struct{}{}
+	}
+	s.byConv[conv][c] = struct{}{}
+}
+
+func (s *Server) unsubscribeLocked(c *conn, conv string) {
+	if m := s.byConv[conv]; m != nil {
+		delete(m, c)
+		if len(m) == 0 {
+			delete(s.byConv, conv)
+		}
+	}
+}
+
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if m := s.byUser[c.user.ID]; m != nil {
+		delete(m, c)
+		if len(m) == 0 {
+			delete(s.byUser, c.user.ID)
+		}
+	}
+	for _, conv := range c.convList() {
+		s.unsubscribeLocked(c, conv)
+	}
+}
+
+func (s *Server) readLoop(ctx context.Context, c *conn) {
+	for {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code == websocket.CloseMessageTooBig {
+				s.metrics.violations.Inc()
+			}
+			if strings.Contains(err.Error(), "read limit exceeded") {
+				c.shutdown(websocket.CloseMessageTooBig, "frame too large")
+			}
+			return
+		}
+		c.mu.Lock()
+		deadline := chat.Deadline(c.interval, c.rtt)
+		c.mu.Unlock()
+		s.dl.set(c, time.Now().Add(deadline))
+		if !c.frames.Allow() {
+			if s.violation(c, "", chat.ErrRateLimited, "too many frames; slow down") {
+				return
+			}
+			continue
+		}
+		f, err := chat.Decode(b)
+		if err != nil {
+			if s.violation(c, "", chat.ErrBadFrame, err.Error()) {
+				return
+			}
+			continue
+		}
+		if f.V != chat.Version {
+			c.shutdown(chat.CloseBadVersion, fmt.Sprintf("protocol version %d not supported; want %d", f.V, chat.Version))
+			return
+		}
+		s.metrics.framesIn.WithLabelValues(frameLabel(f.Type)).Inc()
+		s.handle(ctx, c, f)
+	}
+}
+
+// violation answers an error and reports whether the client has now
+// misbehaved often enough to be disconnected.
+func (s *Server) violation(c *conn, ref, code, msg string) bool {
+	s.metrics.violations.Inc()
+	c.violations++
+	if c.violations > s.opts.MaxViolations {
+		c.shutdown(chat.ClosePolicy, "too many bad or excess frames")
+		return true
+	}
+	c.sendError(ref, code, msg)
+	return false
+}
+
+func frameLabel(t string) string {
+	switch t {
+	case chat.TypeSend, chat.TypeAck, chat.TypeRead, chat.TypeHistory, chat.TypePing, chat.TypeSync, chat.TypeJoin, chat.TypeLeave, chat.TypeOpenDM, chat.TypeAuth:
+		return t
+	}
+	return "other"
+}
+
+func (s *Server) handle(ctx context.Context, c *conn, f chat.Frame) {
+	switch f.Type {
+	case chat.TypeSend:
+		s.handleSend(ctx, c, f)
+	case chat.TypeAck, chat.TypeRead:
+		s.handleCursor(c, f)
+	case chat.TypeHistory:
+		s.handleHistory(ctx, c, f)
+	case chat.TypePing:
+		c.mu.Lock()
+		c.rtt = time.Duration(max(f.RTT, 0)) * time.Millisecond
+		c.interval = time.Duration(max(f.Interval, 0)) * time.Millisecond
+		deadline := chat.Deadline(c.interval, c.rtt)
+		c.mu.Unlock()
+		s.dl.set(c, time.Now().Add(deadline))
+		c.sendFrame(chat.Frame{Type: chat.TypePong, Ref: f.Ref, TS: f.TS, ServerTS: time.Now().UnixMilli()})
+	case chat.TypeSync:
+		s.handleSync(ctx, c, f)
+	case chat.TypeJoin:
+		s.handleJoin(c, f)
+	case chat.TypeLeave:
+		if kind, _ := chat.ConvKind(f.Conv); kind != chat.KindLobby {
+			c.sendError(f.Ref, chat.ErrInvalid, "only lobbies are left this way; leave rooms through the API")
+			return
+		}
+		if c.revoke(f.Conv) {
+			c.mu.Lock()
+			c.lobbies--
+			c.mu.Unlock()
+			s.mu.Lock()
+			s.unsubscribeLocked(c, f.Conv)
+			s.mu.Unlock()
+		}
+		c.sendFrame(chat.Frame{Type: chat.TypeRemoved, Ref: f.Ref, Conv: f.Conv, Reason: "left"})
+	case chat.TypeOpenDM:
+		s.handleOpenDM(ctx, c, f)
+	case chat.TypeAuth:
+		c.sendError(f.Ref, chat.ErrInvalid, "already authenticated")
+	default:
+		_ = s.violation(c, f.Ref, chat.ErrBadFrame, fmt.Sprintf("unknown frame type %q", f.Type))
+	}
+}
+
+func (s *Server) handleJoin(c *conn, f chat.Frame) {
+	if kind, ok := chat.ConvKind(f.Conv); !ok || kind != chat.KindLobby {
+		c.sendError(f.Ref, chat.ErrInvalid, "join takes a lobby (lobby:<name>); rooms are joined through the API")
+		return
+	}
+	c.mu.Lock()
+	if !c.convs[f.Conv] {
+		if c.lobbies >= s.opts.MaxLobbies {
+			c.mu.Unlock()
+			c.sendError(f.Ref, chat.ErrTooMany, fmt.Sprintf("at most %d lobbies per connection", s.opts.MaxLobbies))
+			return
+		}
+		c.lobbies++
+		c.convs[f.Conv] = true
+	}
+	c.mu.Unlock()
+	s.mu.Lock()
+	s.subscribeLocked(c, f.Conv)
+	s.mu.Unlock()
+	c.sendFrame(chat.Frame{Type: chat.TypeJoined, Ref: f.Ref, Conv: f.Conv})
+}
+
+func (s *Server) handleOpenDM(ctx context.Context, c *conn, f chat.Frame) {
+	u, err := s.dir.UserByName(ctx, f.Username)
+	if err != nil || u.ID == c.user.ID {
+		c.sendError(f.Ref, chat.ErrNotFound, "no such user")
+		return
+	}
+	conv := chat.DirectConv(c.user.ID, u.ID)
+	c.allow(conv)
+	c.sendFrame(chat.Frame{Type: chat.TypeJoined, Ref: f.Ref, Conv: conv, Username: u.Name})
+}
+
+// access reports whether c may use conv: rooms by membership, lobbies once
+// joined, direct conversations for their two users once opened or used.
+func (s *Server) access(c *conn, conv string) bool { return c.can(conv) }
+
+func (s *Server) userLimiter(id uint64) *rate.Limiter {
+	s.limMu.Lock()
+	defer s.limMu.Unlock()
+	l, ok := s.userLimits[id]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(s.opts.SendPerSec), s.opts.SendBurst)
+		s.userLimits[id] = l
+	}
+	return l
+}
+
+func (s *Server) handleSend(ctx context.Context, c *conn, f chat.Frame) {
+	ref := f.ClientMsgID
+	switch {
+	case f.ClientMsgID == "" || len(f.ClientMsgID) > 64:
+		c.sendError(ref, chat.ErrInvalid, "client_msg_id: 1 to 64 bytes")
+		return
+	case !s.access(c, f.Conv):
+		c.sendError(ref, chat.ErrForbidden, "not a member of "+f.Conv)
+		return
+	case f.Body == "" || !utf8.ValidString(f.Body):
+		c.sendError(ref, chat.ErrInvalid, "body: non-empty UTF-8 text")
+		return
+	case len(f.Body) > s.opts.MaxBody:
+		c.sendError(ref, chat.ErrTooLarge, fmt.Sprintf("body: at most %d bytes", s.opts.MaxBody))
+		return
+	}
+	key := dedupeKey{f.Conv, c.user.ID, f.ClientMsgID}
+	reply := func(m StoredMessage, err error) {
+		if err != nil {
+			c.sendError(ref, chat.ErrUnavailable, "not stored; retry")
+			return
+		}
+		c.sendFrame(chat.Frame{Type: chat.TypeSent, Ref: ref, Conv: m.Conv, ClientMsgID: m.ClientMsgID, Seq: m.Seq, TS: m.CreatedAt.UnixMilli()})
+	}
+	// A retry of a send that is still being written waits for it.
+	s.inflightMu.Lock()
+	if waiters, ok := s.inflight[key]; ok {
+		s.inflight[key] = append(waiters, reply)
+		s.inflightMu.Unlock()
+		return
+	}
+	s.inflight[key] = []func(StoredMessage, error){reply}
+	s.inflightMu.Unlock()
+	finish := func(m StoredMessage, err error) {
+		s.inflightMu.Lock()
+		waiters := s.inflight[key]
+		delete(s.inflight, key)
+		s.inflightMu.Unlock()
+		for _, w := range waiters {
+			w(m, err)
+		}
+	}
+	// A retry of a send that was stored gets the same seq, nothing new.
+	if m, ok, err := s.store.FindByClientID(ctx, f.Conv, c.user.ID, f.ClientMsgID); err != nil {
+		finish(StoredMessage{}, err)
+		return
+	} else if ok {
+		s.metrics.dedupes.Inc()
+		finish(m, nil)
+		return
+	}
+	if !s.userLimiter(c.user.ID).Allow() {
+		// Not a violation: the frame limiter bounds how often this can be
+		// answered, and the client retries after its backoff.
+		s.inflightMu.Lock()
+		delete(s.inflight, key)
+		s.inflightMu.Unlock()
+		c.sendError(ref, chat.ErrRateLimited, "sending too fast; retry later")
+		return
+	}
+	s.append(ctx, StoredMessage{
+		Conv: f.Conv, Kind: chat.KindText, SenderID: c.user.ID, SenderName: c.user.Name,
+		ClientMsgID: f.ClientMsgID, Body: f.Body,
+	}, finish)
+}
+
+// append allocates a seq, group-commits the message, publishes it once it
+// is durable and then calls done.
+func (s *Server) append(ctx context.Context, m StoredMessage, done func(StoredMessage, error)) {
+	seq, err := s.seq.Next(ctx, m.Conv)
+	if err != nil {
+		s.log.Error("allocating seq", "conv", m.Conv, "err", err)
+		done(StoredMessage{}, err)
+		return
+	}
+	m.Seq = seq
+	m.CreatedAt = time.Now().UTC()
+	start := time.Now()
+	s.commit.submit(&pending{msg: m, done: func(stored StoredMessage, err error) {
+		if errors.Is(err, ErrDuplicate) {
+			// A concurrent retry on another node won: answer with its seq.
+			found, ok, ferr := s.store.FindByClientID(context.Background(), m.Conv, m.SenderID, m.ClientMsgID)
+			if ferr == nil && ok {
+				s.metrics.dedupes.Inc()
+				done(found, nil)
+				return
+			}
+		}
+		if err != nil {
+			done(StoredMessage{}, err)
+			return
+		}
+		s.metrics.stored.Inc()
+		s.metrics.commitLatency.Observe(time.Since(start).Seconds())
+		s.publishMessage(stored)
+		done(stored, nil)
+	}})
+}
+
+func toWire(m StoredMessage) chat.Message {
+	return chat.Message{
+		Conv: m.Conv, Seq: m.Seq, Kind: m.Kind, From: m.SenderName, ClientMsgID: m.ClientMsgID,
+		Body: m.Body, TS: m.CreatedAt.UnixMilli(), Critical: m.Critical,
+	}
+}
+
+const (
+	topicConv = "conv:"
+	topicCtl  = "ctl"
+)
+
+func (s *Server) publishMessage(m StoredMessage) {
+	wm := toWire(m)
+	b, err := chat.Encode(chat.Frame{Type: chat.TypeMsg, Msg: &wm})
+	if err != nil {
+		s.log.Error("encoding message", "err", err)
+		return
+	}
+	if err := s.bus.Publish(context.Background(), topicConv+m.Conv, b); err != nil {
+		s.log.Warn("publishing message; clients will pull it", "conv", m.Conv, "err", err)
+	}
+}
+
+// onBus delivers a published frame to this node's connections. It is
+// encoded once and prepared once for all receivers.
+func (s *Server) onBus(topic string, payload []byte) {
+	if topic == topicCtl {
+		var ev MembershipEvent
+		if err := json.Unmarshal(payload, &ev); err == nil {
+			s.applyLocal(ev)
+		}
+		return
+	}
+	conv, ok := strings.CutPrefix(topic, topicConv)
+	if !ok {
+		return
+	}
+	f, err := chat.Decode(payload)
+	if err != nil {
+		return
+	}
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, payload)
+	if err != nil {
+		return
+	}
+	out := outFrame{prepared: pm}
+	targets := s.targets(conv)
+	s.metrics.fanout.Add(float64(len(targets)))
+	for _, c := range targets {
+		switch {
+		case f.Type == chat.TypeReceipt:
+			c.sendPriority(out)
+		case f.Msg != nil && f.Msg.Critical:
+			c.sendPriority(out)
+		case f.Msg != nil:
+			c.sendBulk(out, conv, f.Msg.Seq)
+		}
+	}
+}
+
+// targets lists the connections that receive conv: its subscribers, and
+// for a direct conversation every connection of its two users (who are
+// then allowed to use it).
+func (s *Server) targets(conv string) []*conn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*conn
+	if kind, _ := chat.ConvKind(conv); kind == chat.KindDirect {
+		var a, b uint64
+		fmt.Sscanf(conv, "dm:%d:%d", &a, &b)
+		for _, id := range []uint64{a, b} {
+			for c := range s.byUser[id] {
+				c.allow(conv)
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	for c := range s.byConv[conv] {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *Server) handleCursor(c *conn, f chat.Frame) {
+	if f.Seq == 0 {
+		return
+	}
+	if !s.access(c, f.Conv) {
+		c.sendError(f.Ref, chat.ErrForbidden, "not a member of "+f.Conv)
+		return
+	}
+	k := cursorKey{c.user.ID, f.Conv}
+	s.curMu.Lock()
+	cur, ok := s.cursors[k]
+	if !ok {
+		cur = Cursor{UserID: c.user.ID, Conv: f.Conv}
+	}
+	if f.Type == chat.TypeRead {
+		cur.Read = max(cur.Read, f.Seq)
+		cur.Delivered = max(cur.Delivered, f.Seq)
+	} else {
+		cur.Delivered = max(cur.Delivered, f.Seq)
+	}
+	s.cursors[k] = cur
+	s.curMu.Unlock()
+	if kind, _ := chat.ConvKind(f.Conv); kind == chat.KindDirect && f.Type == chat.TypeAck {
+		b, err := chat.Encode(chat.Frame{Type: chat.TypeReceipt, Conv: f.Conv, Seq: f.Seq, By: c.user.Name})
+		if err == nil {
+			_ = s.bus.Publish(context.Background(), topicConv+f.Conv, b)
+		}
+	}
+}
+
+func (s *Server) flushCursorsLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.CursorFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			s.flushCursors()
+			return
+		case <-t.C:
+			s.flushCursors()
+		}
+	}
+}
+
+func (s *Server) flushCursors() {
+	s.curMu.Lock()
+	if len(s.cursors) == 0 {
+		s.curMu.Unlock()
+		return
+	}
+	batch := make([]Cursor, 0, len(s.cursors))
+	for _, c := range s.cursors {
+		batch = append(batch, c)
+	}
+	s.cursors = map[cursorKey]Cursor{}
+	s.curMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.store.SaveCursors(ctx, batch); err != nil {
+		s.log.Warn("saving read positions; will retry", "err", err)
+		s.curMu.Lock()
+		for _, c := range batch {
+			k := cursorKey{c.UserID, c.Conv}
+			old := s.cursors[k]
+			old.UserID, old.Conv = c.UserID, c.Conv
+			old.Read, old.Delivered = max(old.Read, c.Read), max(old.Delivered, c.Delivered)
+			s.cursors[k] = old
+		}
+		s.curMu.Unlock()
+	}
+}
+
+// cursorsOf merges stored and not yet flushed positions.
+func (s *Server) cursorsOf(ctx context.Context, userID uint64) (map[string]Cursor, error) {
+	stored, err := s.store.Cursors(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Cursor{}
+	for _, c := range stored {
+		out[c.Conv] = c
+	}
+	s.curMu.Lock()
+	for k, c := range s.cursors {
+		if k.user == userID {
+			old := out[k.conv]
+			old.UserID, old.Conv = c.UserID, c.Conv
+			old.Read, old.Delivered = max(old.Read, c.Read), max(old.Delivered, c.Delivered)
+			out[k.conv] = old
+		}
+	}
+	s.curMu.Unlock()
+	return out, nil
+}
+
+func (s *Server) handleHistory(ctx context.Context, c *conn, f chat.Frame) {
+	if !s.access(c, f.Conv) {
+		c.sendError(f.Ref, chat.ErrForbidden, "not a member of "+f.Conv)
+		return
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > s.opts.HistoryMax {
+		limit = s.opts.HistoryMax
+	}
+	msgs, err := s.store.History(ctx, f.Conv, f.Before, f.After, limit+1)
+	if err != nil {
+		c.sendError(f.Ref, chat.ErrUnavailable, "history unavailable; retry")
+		return
+	}
+	more := len(msgs) > limit
+	if more {
+		if f.After > 0 {
+			msgs = msgs[:limit]
+		} else {
+			msgs = msgs[1:]
+		}
+	}
+	out := make([]chat.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = toWire(m)
+	}
+	c.sendFrame(chat.Frame{Type: chat.TypePage, Ref: f.Ref, Conv: f.Conv, Messages: out, HasMore: more})
+}
+
+func (s *Server) handleSync(ctx context.Context, c *conn, f chat.Frame) {
+	cursors, err := s.cursorsOf(ctx, c.user.ID)
+	if err != nil {
+		c.sendError(f.Ref, chat.ErrUnavailable, "sync unavailable; retry")
+		return
+	}
+	convs := map[string]bool{}
+	for _, conv := range c.convList() {
+		convs[conv] = true
+	}
+	// Direct conversations the user has positions in are theirs.
+	for conv := range cursors {
+		if kind, _ := chat.ConvKind(conv); kind == chat.KindDirect {
+			c.allow(conv)
+			convs[conv] = true
+		}
+	}
+	for conv := range f.Positions {
+		if kind, ok := chat.ConvKind(conv); ok && kind == chat.KindDirect && isParticipant(conv, c.user.ID) {
+			c.allow(conv)
+			convs[conv] = true
+		}
+	}
+	list := make([]string, 0, len(convs))
+	for conv := range convs {
+		list = append(list, conv)
+	}
+	maxes, err := s.store.MaxSeqs(ctx, list)
+	if err != nil {
+		c.sendError(f.Ref, chat.ErrUnavailable, "sync unavailable; retry")
+		return
+	}
+	out := make([]chat.ConvState, 0, len(list))
+	for _, conv := range list {
+		st := chat.ConvState{Conv: conv, MaxSeq: maxes[conv], ReadSeq: cursors[conv].Read}
+		if st.MaxSeq > st.ReadSeq {
+			st.Unread = st.MaxSeq - st.ReadSeq
+		}
+		pos := f.Positions[conv]
+		if st.MaxSeq > pos {
+			msgs, err := s.store.History(ctx, conv, 0, 0, s.opts.SyncMessages)
+			if err != nil {
+				c.sendError(f.Ref, chat.ErrUnavailable, "sync unavailable; retry")
+				return
+			}
+			for _, m := range msgs {
+				if m.Seq > pos {
+					st.Messages = append(st.Messages, toWire(m))
+				}
+			}
+		}
+		out = append(out, st)
+	}
+	c.sendFrame(chat.Frame{Type: chat.TypeSynced, Ref: f.Ref, Convs: out})
+}
+
+func isParticipant(conv string, user uint64) bool {
+	var a, b uint64
+	if _, err := fmt.Sscanf(conv, "dm:%d:%d", &a, &b); err != nil {
+		return false
+	}
+	return a == user || b == user
+}
+
+// Apply applies room membership events: members gain or lose a room's
+// conversation at once, on every node, and the room gets an ordered
+// system message for each event. The control plane calls it before it
+// answers the request that caused the events.
+func (s *Server) Apply(events []MembershipEvent) {
+	for _, ev := range events {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			continue
+		}
+		if err := s.bus.Publish(context.Background(), topicCtl, b); err != nil {
+			s.log.Warn("publishing membership change", "err", err)
+		}
+		if text := systemText(ev); text != "" {
+			conv := chat.RoomConv(ev.RoomID)
+			s.append(context.Background(), StoredMessage{
+				Conv: conv, Kind: chat.KindSystem, ClientMsgID: "sys-" + newSession() + newSession(),
+				Body: text, Critical: true,
+			}, func(StoredMessage, error) {})
+		}
+	}
+}
+
+func systemText(ev MembershipEvent) string {
+	switch ev.Type {
+	case "member_joined":
+		return ev.Username + " joined"
+	case "member_left":
+		return ev.Username + " left"
+	case "member_kicked":
+		return ev.Username + " was kicked"
+	case "host_changed":
+		return ev.Username + " is now the host"
+	case "room_closed":
+		return "the room was closed"
+	}
+	return ""
+}
+
+// applyLocal changes this node's connections for one membership event.
+func (s *Server) applyLocal(ev MembershipEvent) {
+	conv := chat.RoomConv(ev.RoomID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	remove := func(c *conn, reason string) {
+		if c.revoke(conv) {
+			s.unsubscribeLocked(c, conv)
+			c.sendFrame(chat.Frame{Type: chat.TypeRemoved, Conv: conv, Reason: reason})
+		}
+	}
+	switch ev.Type {
+	case "member_joined":
+		for c := range s.byUser[ev.UserID] {
+			c.allow(conv)
+			s.subscribeLocked(c, conv)
+		}
+	case "member_left":
+		for c := range s.byUser[ev.UserID] {
+			remove(c, "left")
+		}
+	case "member_kicked":
+		for c := range s.byUser[ev.UserID] {
+			remove(c, "kicked")
+		}
+	case "room_closed":
+		for c := range s.byConv[conv] {
+			remove(c, "closed")
+		}
+	}
+}
+
+// Stats reports live figures.
+type Stats struct {
+	Connections int
+	Batches     int64
+	Messages    int64
+}
+
+// Stats returns live figures.
+func (s *Server) Stats() Stats {
+	s.mu.RLock()
+	n := len(s.conns)
+	s.mu.RUnlock()
+	b, m := s.commit.stats()
+	return Stats{Connections: n, Batches: b, Messages: m}
+}
+
+// Shutdown closes every connection (clients reconnect elsewhere or later),
+// writes what is queued and stops.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.mu.RLock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.RUnlock()
+	for _, c := range conns {
+		c.shutdown(chat.CloseShutdown, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.commit.close()
+	s.flushCursors()
+	s.dl.close()
+	return nil
+}

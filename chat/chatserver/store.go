@@ -1,0 +1,203 @@
+package chatserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/logger"
+)
+
+// StoredMessage is a message row. (conv, seq) is the key; (conv,
+// sender_id, client_msg_id) is unique so a retried send stores nothing twice.
+type StoredMessage struct {
+	Conv        string `gorm:"primaryKey;size:80"`
+	Seq         uint64 `gorm:"primaryKey;autoIncrement:false"`
+	Kind        string `gorm:"size:16;not null"`
+	SenderID    uint64 `gorm:"uniqueIndex:idx_chat_dedupe,priority:2;not null"`
+	SenderName  string `gorm:"size:32"`
+	ClientMsgID string `gorm:"uniqueIndex:idx_chat_dedupe,priority:3;size:64;not null"`
+	Body        string
+	CreatedAt   time.Time
+	Critical    bool
+	// ConvDedupe repeats Conv for the dedupe index (gorm cannot put a
+	// primary key column first in a second index portably).
+	ConvDedupe string `gorm:"uniqueIndex:idx_chat_dedupe,priority:1;size:80;not null"`
+}
+
+// TableName pins the table name.
+func (StoredMessage) TableName() string { return "chat_messages" }
+
+// Cursor is a user's position in a conversation.
+type Cursor struct {
+	UserID    uint64 `gorm:"primaryKey;autoIncrement:false"`
+	Conv      string `gorm:"primaryKey;size:80"`
+	Delivered uint64 `gorm:"column:delivered_seq"`
+	Read      uint64 `gorm:"column:read_seq"`
+}
+
+// TableName pins the table name.
+func (Cursor) TableName() string { return "chat_cursors" }
+
+// Store keeps messages and cursors.
+type Store interface {
+	// Append writes messages atomically: all or none.
+	Append(ctx context.Context, msgs []StoredMessage) error
+	MaxSeq(ctx context.Context, conv string) (uint64, error)
+	MaxSeqs(ctx context.Context, convs []string) (map[string]uint64, error)
+	FindByClientID(ctx context.Context, conv string, sender uint64, clientMsgID string) (StoredMessage, bool, error)
+	// History pages by seq: after > 0 gives seqs above it ascending;
+	// otherwise seqs below before (0: the newest) with the newest last.
+	History(ctx context.Context, conv string, before, after uint64, limit int) ([]StoredMessage, error)
+	// SaveCursors raises positions; they never go down.
+	SaveCursors(ctx context.Context, cs []Cursor) error
+	Cursors(ctx context.Context, userID uint64) ([]Cursor, error)
+	Close() error
+}
+
+// ErrDuplicate reports a message whose client_msg_id was already stored.
+var ErrDuplicate = errors.New("chat: duplicate client message id")
+
+// GormStore is the Store on gorm: SQLite (pure Go, WAL) by default,
+// PostgreSQL when scaled out.
+type GormStore struct {
+	db *gorm.DB
+}
+
+var _ Store = (*GormStore)(nil)
+
+// OpenStore opens driver ("sqlite" or "postgres") at dsn and migrates.
+func OpenStore(driver, dsn string) (*GormStore, error) {
+	var dial gorm.Dialector
+	switch driver {
+	case "sqlite":
+		dial = sqlite.Open(dsn + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)")
+	case "postgres":
+		dial = postgres.Open(dsn)
+	default:
+		return nil, fmt.Errorf("opening chat store: unknown driver %q", driver)
+	}
+	db, err := gorm.Open(dial, &gorm.Config{Logger: logger.Discard, TranslateError: true, SkipDefaultTransaction: true})
+	if err != nil {
+		return nil, fmt.Errorf("opening chat store: %w", err)
+	}
+	if driver == "sqlite" {
+		sqlDB, err := db.DB()
+		if err != nil {
+			return nil, err
+		}
+		sqlDB.SetMaxOpenConns(1)
+	}
+	if err := db.AutoMigrate(&StoredMessage{}, &Cursor{}); err != nil {
+		return nil, fmt.Errorf("migrating chat store: %w", err)
+	}
+	return &GormStore{db: db}, nil
+}
+
+// Close closes the database.
+func (s *GormStore) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Append implements Store.
+func (s *GormStore) Append(ctx context.Context, msgs []StoredMessage) error {
+	for i := range msgs {
+		msgs[i].ConvDedupe = msgs[i].Conv
+	}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		return tx.CreateInBatches(msgs, 200).Error
+	})
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		return ErrDuplicate
+	}
+	return err
+}
+
+// MaxSeq implements Store.
+func (s *GormStore) MaxSeq(ctx context.Context, conv string) (uint64, error) {
+	var n *uint64
+	err := s.db.WithContext(ctx).Model(&StoredMessage{}).Where("conv = ?", conv).Select("max(seq)").Scan(&n).Error
+	if err != nil || n == nil {
+		return 0, err
+	}
+	return *n, nil
+}
+
+// MaxSeqs implements Store.
+func (s *GormStore) MaxSeqs(ctx context.Context, convs []string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	if len(convs) == 0 {
+		return out, nil
+	}
+	type row struct {
+		Conv string
+		M    uint64
+	}
+	var rows []row
+	err := s.db.WithContext(ctx).Model(&StoredMessage{}).Select("conv, max(seq) as m").
+		Where("conv IN ?", convs).Group("conv").Scan(&rows).Error
+	for _, r := range rows {
+		out[r.Conv] = r.M
+	}
+	return out, err
+}
+
+// FindByClientID implements Store.
+func (s *GormStore) FindByClientID(ctx context.Context, conv string, sender uint64, id string) (StoredMessage, bool, error) {
+	var m StoredMessage
+	err := s.db.WithContext(ctx).Where("conv_dedupe = ? AND sender_id = ? AND client_msg_id = ?", conv, sender, id).Limit(1).Find(&m).Error
+	if err != nil {
+		return m, false, err
+	}
+	return m, m.Seq != 0, nil
+}
+
+// History implements Store.
+func (s *GormStore) History(ctx context.Context, conv string, before, after uint64, limit int) ([]StoredMessage, error) {
+	var out []StoredMessage
+	q := s.db.WithContext(ctx).Where("conv = ?", conv)
+	if after > 0 {
+		err := q.Where("seq > ?", after).Order("seq ASC").Limit(limit).Find(&out).Error
+		return out, err
+	}
+	if before > 0 {
+		q = q.Where("seq < ?", before)
+	}
+	if err := q.Order("seq DESC").Limit(limit).Find(&out).Error; err != nil {
+		return nil, err
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+// SaveCursors implements Store.
+func (s *GormStore) SaveCursors(ctx context.Context, cs []Cursor) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	return s.db.WithContext(ctx).Clauses(clause.OnConflict{
+		Columns: []clause.Column{{Name: "user_id"}, {Name: "conv"}},
+		DoUpdates: clause.Assignments(map[string]any{
+			"delivered_seq": gorm.Expr("CASE WHEN excluded.delivered_seq > chat_cursors.delivered_seq THEN excluded.delivered_seq ELSE chat_cursors.delivered_seq END"),
+			"read_seq":      gorm.Expr("CASE WHEN excluded.read_seq > chat_cursors.read_seq THEN excluded.read_seq ELSE chat_cursors.read_seq END"),
+		}),
+	}).Create(&cs).Error
+}
+
+// Cursors implements Store.
+func (s *GormStore) Cursors(ctx context.Context, userID uint64) ([]Cursor, error) {
+	var out []Cursor
+	err := s.db.WithContext(ctx).Where("user_id = ?", userID).Find(&out).Error
+	return out, err
+}
