@@ -189,7 +189,9 @@ func rawDial(t *testing.T, h *roomnettest.Harness, token string) *raw {
 	return &raw{t: t, ws: ws}
 }
 
-func (r *raw) send(s string) { require.NoError(r.t, r.ws.WriteMessage(websocket.TextMessage, []byte(s))) }
+func (r *raw) send(s string) {
+	require.NoError(r.t, r.ws.WriteMessage(websocket.TextMessage, []byte(s)))
+}
 
 func (r *raw) until(typ string) chat.Frame {
 	r.t.Helper()
