@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,6 +49,7 @@ type Harness struct {
 	URL    string
 	Admin  *roomnet.Client
 	t      testing.TB
+	set    Settings
 }
 
 // Settings are what an Option may change before the server starts.
@@ -103,11 +105,11 @@ func New(t testing.TB, opts ...Option) *Harness {
 	if err != nil {
 		t.Fatalf("starting roomnetd: %v", err)
 	}
-	h := &Harness{Server: srv, Config: cfg, URL: srv.URL(), t: t}
+	h := &Harness{Server: srv, Config: cfg, URL: srv.URL(), t: t, set: set}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
+		if err := h.Server.Shutdown(ctx); err != nil {
 			t.Errorf("shutting roomnetd down: %v", err)
 		}
 	})
@@ -117,6 +119,24 @@ func New(t testing.TB, opts ...Option) *Harness {
 	}
 	h.Admin = admin
 	return h
+}
+
+// Restart stops the server and starts it again on the same API address
+// and data directory, as after a crash or an upgrade.
+func (h *Harness) Restart() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := h.Server.Shutdown(ctx); err != nil {
+		h.t.Fatalf("stopping roomnetd for a restart: %v", err)
+	}
+	cfg := h.Config
+	cfg.Listen = strings.TrimPrefix(h.URL, "http://")
+	srv, err := roomnetd.Start(ctx, cfg, h.set.Server)
+	if err != nil {
+		h.t.Fatalf("restarting roomnetd: %v", err)
+	}
+	h.Server = srv
 }
 
 // Anon returns a client without a token.
