@@ -41,6 +41,7 @@ type Config struct {
 type Chat struct {
 	MaxBody      int
 	SendPerSec   float64
+	FramesPerSec float64
 	SyncMessages int
 }
 
@@ -199,6 +200,7 @@ var options = []option{
 	{"auth.open_signup", "anyone may register an account", "true", boolean(func(c *Config) *bool { return &c.Auth.OpenSignup })},
 	{"chat.max_body", "largest chat message body in bytes", "4096", integer(func(c *Config) *int { return &c.Chat.MaxBody })},
 	{"chat.send_per_sec", "chat messages a user may send per second (burst twice that)", "10", float(func(c *Config) *float64 { return &c.Chat.SendPerSec })},
+	{"chat.frames_per_sec", "frames a chat connection may send per second (burst twice that)", "50", float(func(c *Config) *float64 { return &c.Chat.FramesPerSec })},
 	{"chat.sync_messages", "newest messages per conversation sent on (re)connect", "20", integer(func(c *Config) *int { return &c.Chat.SyncMessages })},
 	{"auth.login_per_minute", "login and register attempts per minute per client address", "30", integer(func(c *Config) *int { return &c.Auth.LoginPerMinute })},
 }
@@ -406,8 +408,8 @@ func (c *Config) Finish() error {
 	if c.Chat.MaxBody < 1 || c.Chat.MaxBody > 32<<10 {
 		errs = append(errs, errors.New("chat.max_body: want 1..32768"))
 	}
-	if c.Chat.SendPerSec <= 0 || c.Chat.SyncMessages < 0 || c.Chat.SyncMessages > 200 {
-		errs = append(errs, errors.New("chat: send_per_sec must be positive, sync_messages 0..200"))
+	if c.Chat.SendPerSec <= 0 || c.Chat.FramesPerSec <= 0 || c.Chat.SyncMessages < 0 || c.Chat.SyncMessages > 200 {
+		errs = append(errs, errors.New("chat: send_per_sec and frames_per_sec must be positive, sync_messages 0..200"))
 	}
 	if c.Auth.LoginPerMinute < 1 {
 		errs = append(errs, errors.New("auth.login_per_minute: want at least 1"))

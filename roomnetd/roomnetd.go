@@ -142,6 +142,9 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 		Registry:     s.Registry,
 		MaxBody:      cfg.Chat.MaxBody,
 		SendPerSec:   cfg.Chat.SendPerSec,
+		SendBurst:    int(2 * cfg.Chat.SendPerSec),
+		FramesPerSec: cfg.Chat.FramesPerSec,
+		FramesBurst:  int(2 * cfg.Chat.FramesPerSec),
 		SyncMessages: cfg.Chat.SyncMessages,
 	})
 	if err != nil {
