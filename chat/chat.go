@@ -198,14 +198,15 @@ type ConvState struct {
 
 // Hello opens a session.
 type Hello struct {
-	Session       string   `json:"session"`
-	User          string   `json:"user"`
-	UserID        uint64   `json:"user_id"`
-	MinIntervalMS int      `json:"min_interval_ms"`
-	MaxIntervalMS int      `json:"max_interval_ms"`
-	MaxBody       int      `json:"max_body"`
-	SendPerSec    int      `json:"send_per_sec"`
-	Convs         []string `json:"convs"` // conversations the user is in now
+	Session       string `json:"session"`
+	User          string `json:"user"`
+	UserID        uint64 `json:"user_id"`
+	MinIntervalMS int    `json:"min_interval_ms"`
+	MaxIntervalMS int    `json:"max_interval_ms"`
+	MaxBody       int    `json:"max_body"`
+	SendPerSec    int    `json:"send_per_sec"`
+	// Convs are the user's conversations now with their newest seq.
+	Convs []ConvState `json:"convs"`
 }
 
 // ErrorDetail is a typed error.

@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/roomnet/roomnet/chat"
+	"github.com/roomnet/roomnet/chat/seqbuf"
 )
 
 // Options configures a Client. Zero values take the defaults in brackets.
@@ -45,6 +46,9 @@ type Options struct {
 	RequestTimeout time.Duration
 	// MaxBuffer bounds each conversation's reorder buffer [4096].
 	MaxBuffer int
+	// Backfill is how many messages before the newest a conversation new
+	// to this client starts with; older ones are paged with History [20].
+	Backfill int
 	// Events is the event channel's capacity [4096]; a consumer that
 	// falls behind blocks delivery, it never loses events.
 	Events int
@@ -72,6 +76,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxBuffer == 0 {
 		o.MaxBuffer = 4096
+	}
+	if o.Backfill == 0 {
+		o.Backfill = 20
 	}
 	if o.Events == 0 {
 		o.Events = 4096
@@ -138,15 +145,12 @@ func (p *Pending) Result() (uint64, error) {
 }
 
 type convState struct {
-	known      bool   // position set
-	contiguous uint64 // highest seq delivered with nothing missing below
-	buffer     map[uint64]chat.Message
-	gapSince   time.Time
-	fetching   time.Time // a gap fill is in flight since
-	maxSeq     uint64
-	readSeq    uint64
-	acked      uint64 // highest contiguous seq acknowledged to the server
-	removed    bool
+	buf      *seqbuf.Buffer
+	fetching time.Time // a gap fill is in flight since
+	maxSeq   uint64
+	readSeq  uint64
+	acked    uint64 // highest contiguous seq acknowledged to the server
+	removed  bool
 }
 
 // Client is a chat connection with reconnects. Safe for concurrent use.
@@ -338,16 +342,47 @@ func (c *Client) request(ctx context.Context, f chat.Frame) (chat.Frame, error) 
 	}
 }
 
-// Join subscribes to a lobby ("lobby:<name>").
+// Join subscribes to a lobby ("lobby:<name>"); messages after the
+// lobby's newest at the time of joining are delivered.
 func (c *Client) Join(ctx context.Context, lobby string) error {
-	_, err := c.request(ctx, chat.Frame{Type: chat.TypeJoin, Conv: lobby})
-	if err == nil {
-		c.mu.Lock()
-		c.conv(lobby).removed = false
-		c.lobbies[lobby] = true
-		c.mu.Unlock()
+	r, err := c.request(ctx, chat.Frame{Type: chat.TypeJoin, Conv: lobby})
+	if err != nil {
+		return err
 	}
-	return err
+	c.mu.Lock()
+	c.conv(lobby).removed = false
+	c.lobbies[lobby] = true
+	c.mu.Unlock()
+	c.start(lobby, r.Seq)
+	return nil
+}
+
+// backfillBase is where a conversation new to this client starts.
+func (c *Client) backfillBase(top uint64) uint64 {
+	if top > uint64(c.opts.Backfill) {
+		return top - uint64(c.opts.Backfill)
+	}
+	return 0
+}
+
+// start sets a conversation's position if it has none yet and emits what
+// that releases.
+func (c *Client) start(conv string, seq uint64) {
+	c.mu.Lock()
+	st := c.conv(conv)
+	var out []chat.Message
+	if !st.buf.Known() {
+		out = st.buf.Start(seq)
+		st.acked = seq
+	}
+	c.mu.Unlock()
+	c.emitMessages(out)
+}
+
+func (c *Client) emitMessages(ms []chat.Message) {
+	for _, m := range ms {
+		c.emit(Event{Type: EventMessage, Msg: m, Conv: m.Conv, Seq: m.Seq})
+	}
 }
 
 // Leave unsubscribes from a lobby.
@@ -359,10 +394,15 @@ func (c *Client) Leave(ctx context.Context, lobby string) error {
 	return err
 }
 
-// OpenDM returns the direct conversation with username.
+// OpenDM returns the direct conversation with username; messages after
+// its newest at the time of opening are delivered (older ones: History).
 func (c *Client) OpenDM(ctx context.Context, username string) (string, error) {
 	r, err := c.request(ctx, chat.Frame{Type: chat.TypeOpenDM, Username: username})
-	return r.Conv, err
+	if err != nil {
+		return "", err
+	}
+	c.start(r.Conv, r.Seq)
+	return r.Conv, nil
 }
 
 // History returns a page of conv: seqs below before (0: the newest), at
@@ -387,7 +427,7 @@ func (c *Client) Unread() map[string]uint64 {
 	defer c.mu.Unlock()
 	out := map[string]uint64{}
 	for conv, st := range c.convs {
-		top := max(st.maxSeq, st.contiguous)
+		top := max(st.maxSeq, st.buf.Position())
 		if top > st.readSeq {
 			out[conv] = top - st.readSeq
 		} else {
@@ -402,7 +442,7 @@ func (c *Client) Position(conv string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st, ok := c.convs[conv]; ok {
-		return st.contiguous
+		return st.buf.Position()
 	}
 	return 0
 }
@@ -410,7 +450,7 @@ func (c *Client) Position(conv string) uint64 {
 func (c *Client) conv(id string) *convState {
 	st, ok := c.convs[id]
 	if !ok {
-		st = &convState{buffer: map[uint64]chat.Message{}}
+		st = &convState{buf: seqbuf.New(c.opts.MaxBuffer)}
 		c.convs[id] = st
 	}
 	return st
@@ -510,7 +550,7 @@ func (c *Client) handle(f chat.Frame) {
 		}
 	case chat.TypeMsg:
 		if f.Msg != nil {
-			c.deliver([]chat.Message{*f.Msg}, false)
+			c.deliver([]chat.Message{*f.Msg})
 		}
 	case chat.TypePage:
 		if c.answer(f) {
@@ -524,7 +564,7 @@ func (c *Client) handle(f chat.Frame) {
 		c.mu.Lock()
 		st := c.conv(f.Conv)
 		st.maxSeq = max(st.maxSeq, f.Seq)
-		fill := st.known && f.Seq > st.contiguous
+		fill := st.buf.Known() && f.Seq > st.buf.Position()
 		c.mu.Unlock()
 		if fill {
 			c.fill(f.Conv)
@@ -573,12 +613,19 @@ func (c *Client) answer(f chat.Frame) bool {
 }
 
 func (c *Client) onHello(f chat.Frame) {
+	for _, cs := range f.Hello.Convs {
+		c.start(cs.Conv, c.backfillBase(cs.MaxSeq))
+	}
 	c.mu.Lock()
 	c.session, c.user, c.userID = f.Hello.Session, f.Hello.User, f.Hello.UserID
+	for _, cs := range f.Hello.Convs {
+		st := c.conv(cs.Conv)
+		st.maxSeq = max(st.maxSeq, cs.MaxSeq)
+	}
 	positions := map[string]uint64{}
 	for conv, st := range c.convs {
-		if st.known && !st.removed {
-			positions[conv] = st.contiguous
+		if st.buf.Known() && !st.removed {
+			positions[conv] = st.buf.Position()
 		}
 	}
 	var resend []*Pending
@@ -612,29 +659,26 @@ func (c *Client) onHello(f chat.Frame) {
 
 func (c *Client) onSynced(f chat.Frame) {
 	var fills []string
+	var released []chat.Message
 	c.mu.Lock()
 	for _, cs := range f.Convs {
 		st := c.conv(cs.Conv)
 		st.removed = false
 		st.maxSeq = max(st.maxSeq, cs.MaxSeq)
 		st.readSeq = max(st.readSeq, cs.ReadSeq)
-		if !st.known {
-			// New to this client: start from the newest page.
-			st.known = true
-			if len(cs.Messages) > 0 {
-				st.contiguous = cs.Messages[0].Seq - 1
-			} else {
-				st.contiguous = cs.MaxSeq
-			}
-			st.acked = st.contiguous
+		if !st.buf.Known() {
+			base := c.backfillBase(cs.MaxSeq)
+			released = append(released, st.buf.Start(base)...)
+			st.acked = base // what Start released is acknowledged by the next tick
 		}
 	}
 	c.mu.Unlock()
+	c.emitMessages(released)
 	for _, cs := range f.Convs {
-		c.deliver(cs.Messages, true)
+		c.deliver(cs.Messages)
 		c.mu.Lock()
 		st := c.conv(cs.Conv)
-		if st.maxSeq > st.contiguous {
+		if st.maxSeq > st.buf.Position() {
 			fills = append(fills, cs.Conv)
 		}
 		c.mu.Unlock()
@@ -647,50 +691,19 @@ func (c *Client) onSynced(f chat.Frame) {
 
 // deliver puts messages through dedupe and the reorder buffer and emits
 // what became contiguous.
-func (c *Client) deliver(msgs []chat.Message, fromHistory bool) {
+func (c *Client) deliver(msgs []chat.Message) {
 	var out []chat.Message
+	now := time.Now()
 	c.mu.Lock()
 	for _, m := range msgs {
 		st := c.conv(m.Conv)
-		if !st.known {
-			st.known = true
-			st.contiguous = m.Seq - 1
-			st.acked = st.contiguous
-		}
 		st.maxSeq = max(st.maxSeq, m.Seq)
-		if m.Seq <= st.contiguous {
-			c.stats.Duplicates++
-			continue
-		}
-		if _, dup := st.buffer[m.Seq]; dup {
-			c.stats.Duplicates++
-			continue
-		}
-		if len(st.buffer) >= c.opts.MaxBuffer {
-			continue // refetched by the gap fill
-		}
-		st.buffer[m.Seq] = m
-		for {
-			next, ok := st.buffer[st.contiguous+1]
-			if !ok {
-				break
-			}
-			delete(st.buffer, next.Seq)
-			st.contiguous++
-			if next.Kind != chat.KindTombstone {
-				out = append(out, next)
-			}
-		}
-		if len(st.buffer) == 0 {
-			st.gapSince = time.Time{}
-		} else if st.gapSince.IsZero() {
-			st.gapSince = time.Now()
-		}
+		dups := st.buf.Duplicates
+		out = append(out, st.buf.Push(m, now)...)
+		c.stats.Duplicates += st.buf.Duplicates - dups
 	}
 	c.mu.Unlock()
-	for _, m := range out {
-		c.emit(Event{Type: EventMessage, Msg: m, Conv: m.Conv, Seq: m.Seq})
-	}
+	c.emitMessages(out)
 }
 
 // fill asks for the messages after the contiguous position of conv.
@@ -702,7 +715,7 @@ func (c *Client) fill(conv string) {
 		return
 	}
 	st.fetching = time.Now()
-	after := st.contiguous
+	after := st.buf.Position()
 	c.stats.GapFills++
 	c.mu.Unlock()
 	_ = c.write(chat.Frame{Type: chat.TypeHistory, Ref: "gap:" + conv, Conv: conv, After: after, Limit: 200})
@@ -712,10 +725,10 @@ func (c *Client) onGapPage(f chat.Frame) {
 	c.mu.Lock()
 	c.conv(f.Conv).fetching = time.Time{}
 	c.mu.Unlock()
-	c.deliver(f.Messages, true)
+	c.deliver(f.Messages)
 	c.mu.Lock()
 	st := c.conv(f.Conv)
-	again := f.HasMore || st.maxSeq > st.contiguous && len(f.Messages) > 0 && len(st.buffer) > 0
+	again := f.HasMore || st.maxSeq > st.buf.Position() && len(f.Messages) > 0 && st.buf.Buffered() > 0
 	c.mu.Unlock()
 	if again {
 		c.fill(f.Conv)
@@ -781,22 +794,30 @@ func (c *Client) tick() {
 			}
 		}
 		for conv, st := range c.convs {
-			if !st.gapSince.IsZero() && now.Sub(st.gapSince) > c.opts.GapTimeout {
+			if st.buf.GapOpen(now, c.opts.GapTimeout) {
 				gaps = append(gaps, conv)
 			}
-			if st.contiguous > st.acked && !st.removed {
-				st.acked = st.contiguous
-				acks = append(acks, chat.Frame{Type: chat.TypeAck, Conv: conv, Seq: st.contiguous})
+			if pos := st.buf.Position(); pos > st.acked && !st.removed {
+				st.acked = pos
+				acks = append(acks, chat.Frame{Type: chat.TypeAck, Conv: conv, Seq: pos})
 			}
 		}
 		interval := c.rtt.Interval()
-		doSync := connected && now.Sub(c.lastSync) > c.opts.SyncEvery
+		// A conversation without a position holds its messages until a
+		// sync says where it starts for this client.
+		waiting := false
+		for _, st := range c.convs {
+			if !st.buf.Known() && st.buf.Buffered() > 0 {
+				waiting = true
+			}
+		}
+		doSync := connected && (now.Sub(c.lastSync) > c.opts.SyncEvery || waiting && now.Sub(c.lastSync) > 300*time.Millisecond)
 		positions := map[string]uint64{}
 		if doSync {
 			c.lastSync = now
 			for conv, st := range c.convs {
-				if st.known && !st.removed {
-					positions[conv] = st.contiguous
+				if st.buf.Known() && !st.removed {
+					positions[conv] = st.buf.Position()
 				}
 			}
 		}

@@ -257,10 +257,20 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, user User) {
 	defer s.wg.Done()
 	go c.writeLoop()
 	s.dl.set(c, time.Now().Add(chat.Deadline(chat.MaxHeartbeat, 0)))
+	// Newest seqs after subscribing: everything above them is pushed.
+	convs := c.convList()
+	tops, err := s.store.MaxSeqs(ctx, convs)
+	if err != nil {
+		c.shutdown(chat.CloseShutdown, "storage unavailable; try again")
+	}
+	states := make([]chat.ConvState, len(convs))
+	for i, conv := range convs {
+		states[i] = chat.ConvState{Conv: conv, MaxSeq: tops[conv]}
+	}
 	c.sendFrame(chat.Frame{Type: chat.TypeHello, Hello: &chat.Hello{
 		Session: c.session, User: user.Name, UserID: user.ID,
 		MinIntervalMS: int(chat.MinHeartbeat.Milliseconds()), MaxIntervalMS: int(chat.MaxHeartbeat.Milliseconds()),
-		MaxBody: s.opts.MaxBody, SendPerSec: int(s.opts.SendPerSec), Convs: c.convList(),
+		MaxBody: s.opts.MaxBody, SendPerSec: int(s.opts.SendPerSec), Convs: states,
 	}})
 	s.readLoop(ctx, c)
 	c.shutdown(websocket.CloseNormalClosure, "")
@@ -435,7 +445,13 @@ func (s *Server) handleJoin(c *conn, f chat.Frame) {
 	s.mu.Lock()
 	s.subscribeLocked(c, f.Conv)
 	s.mu.Unlock()
-	c.sendFrame(chat.Frame{Type: chat.TypeJoined, Ref: f.Ref, Conv: f.Conv})
+	// The newest seq after subscribing: everything above it is pushed.
+	top, err := s.store.MaxSeq(context.Background(), f.Conv)
+	if err != nil {
+		c.sendError(f.Ref, chat.ErrUnavailable, "join unavailable; retry")
+		return
+	}
+	c.sendFrame(chat.Frame{Type: chat.TypeJoined, Ref: f.Ref, Conv: f.Conv, Seq: top})
 }
 
 func (s *Server) handleOpenDM(ctx context.Context, c *conn, f chat.Frame) {
@@ -446,7 +462,12 @@ func (s *Server) handleOpenDM(ctx context.Context, c *conn, f chat.Frame) {
 	}
 	conv := chat.DirectConv(c.user.ID, u.ID)
 	c.allow(conv)
-	c.sendFrame(chat.Frame{Type: chat.TypeJoined, Ref: f.Ref, Conv: conv, Username: u.Name})
+	top, err := s.store.MaxSeq(ctx, conv)
+	if err != nil {
+		c.sendError(f.Ref, chat.ErrUnavailable, "unavailable; retry")
+		return
+	}
+	c.sendFrame(chat.Frame{Type: chat.TypeJoined, Ref: f.Ref, Conv: conv, Username: u.Name, Seq: top})
 }
 
 // access reports whether c may use conv: rooms by membership, lobbies once
@@ -783,12 +804,15 @@ func (s *Server) handleSync(ctx context.Context, c *conn, f chat.Frame) {
 	for _, conv := range c.convList() {
 		convs[conv] = true
 	}
-	// Direct conversations the user has positions in are theirs.
-	for conv := range cursors {
-		if kind, _ := chat.ConvKind(conv); kind == chat.KindDirect {
-			c.allow(conv)
-			convs[conv] = true
-		}
+	// Direct conversations with messages are the user's.
+	dms, err := s.store.DirectConvs(ctx, c.user.ID)
+	if err != nil {
+		c.sendError(f.Ref, chat.ErrUnavailable, "sync unavailable; retry")
+		return
+	}
+	for _, conv := range dms {
+		c.allow(conv)
+		convs[conv] = true
 	}
 	for conv := range f.Positions {
 		if kind, ok := chat.ConvKind(conv); ok && kind == chat.KindDirect && isParticipant(conv, c.user.ID) {

@@ -57,6 +57,8 @@ type Store interface {
 	// SaveCursors raises positions; they never go down.
 	SaveCursors(ctx context.Context, cs []Cursor) error
 	Cursors(ctx context.Context, userID uint64) ([]Cursor, error)
+	// DirectConvs lists the direct conversations of a user that hold messages.
+	DirectConvs(ctx context.Context, userID uint64) ([]string, error)
 	Close() error
 }
 
@@ -199,5 +201,14 @@ func (s *GormStore) SaveCursors(ctx context.Context, cs []Cursor) error {
 func (s *GormStore) Cursors(ctx context.Context, userID uint64) ([]Cursor, error) {
 	var out []Cursor
 	err := s.db.WithContext(ctx).Where("user_id = ?", userID).Find(&out).Error
+	return out, err
+}
+
+// DirectConvs implements Store.
+func (s *GormStore) DirectConvs(ctx context.Context, userID uint64) ([]string, error) {
+	var out []string
+	id := fmt.Sprint(userID)
+	err := s.db.WithContext(ctx).Model(&StoredMessage{}).Distinct("conv").
+		Where("conv LIKE ? OR conv LIKE ?", "dm:"+id+":%", "dm:%:"+id).Pluck("conv", &out).Error
 	return out, err
 }
