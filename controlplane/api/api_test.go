@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/roomnet/roomnet/internal/dbtest"
 	"github.com/roomnet/roomnet/roomnet"
 	"github.com/roomnet/roomnet/roomnettest"
 )
@@ -247,4 +248,34 @@ func TestHealthAndMetrics(t *testing.T) {
 	require.Contains(t, body, "roomnet_members_active 1")
 	require.Contains(t, body, "roomnet_headscale_ready 1")
 	require.Contains(t, body, `roomnet_http_requests_total{code="201",method="POST",route="/api/v1/rooms"} 1`)
+}
+
+// The whole server runs on PostgreSQL too (rooms, members, chat tables).
+func TestRoomsOnPostgres(t *testing.T) {
+	dsn := dbtest.Postgres(t)
+	if dsn == "" {
+		t.Skipf("%s unset: no PostgreSQL to run on", dbtest.EnvPostgres)
+	}
+	h := roomnettest.New(t, func(s *roomnettest.Settings) {
+		s.Config.Database.Driver = "postgres"
+		s.Config.Database.DSN = dsn
+	})
+	ctx := roomnettest.Context(t, 60*time.Second)
+	alice, bob, carol := h.User("alice"), h.User("bob"), h.User("carol")
+	room, err := alice.CreateRoom(ctx, roomnet.CreateRoom{Name: "pg", MaxPlayers: 2, Public: true})
+	require.NoError(t, err)
+	_, err = bob.Join(ctx, room.ID, "")
+	require.NoError(t, err)
+	_, err = carol.Join(ctx, room.ID, "")
+	requireCode(t, err, 409, roomnet.CodeRoomFull)
+	require.NoError(t, alice.Kick(ctx, room.ID, "bob"))
+	_, err = bob.Join(ctx, room.ID, "")
+	requireCode(t, err, 403, roomnet.CodeKicked)
+	members, err := alice.Members(ctx, room.ID)
+	require.NoError(t, err)
+	require.Len(t, members, 1)
+	require.NoError(t, alice.CloseRoom(ctx, room.ID))
+	list, err := carol.Rooms(ctx, "")
+	require.NoError(t, err)
+	require.Empty(t, list)
 }

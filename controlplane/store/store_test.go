@@ -1,0 +1,104 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	cp "github.com/roomnet/roomnet/controlplane"
+	"github.com/roomnet/roomnet/controlplane/store"
+	"github.com/roomnet/roomnet/internal/dbtest"
+)
+
+func TestStoreOnEveryEngine(t *testing.T) {
+	ctx := context.Background()
+	for _, e := range dbtest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			s, err := store.Open(e.Driver, e.DSN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			alice := cp.User{Username: "alice", PasswordHash: []byte("x"), Role: cp.RolePlayer, CreatedAt: time.Now()}
+			bob := cp.User{Username: "bob", PasswordHash: []byte("x"), Role: cp.RolePlayer, CreatedAt: time.Now()}
+			if err := s.CreateUser(ctx, &alice); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CreateUser(ctx, &bob); err != nil {
+				t.Fatal(err)
+			}
+			dup := cp.User{Username: "alice", PasswordHash: []byte("y"), Role: cp.RolePlayer}
+			if err := s.CreateUser(ctx, &dup); !errors.Is(err, cp.ErrUsernameTaken) {
+				t.Fatalf("duplicate username: %v", err)
+			}
+			if _, err := s.UserByName(ctx, "carol"); !errors.Is(err, cp.ErrNotFound) {
+				t.Fatalf("unknown user: %v", err)
+			}
+			now := time.Now()
+			room := cp.Room{ID: "r1", Name: "one", MaxPlayers: 4, Public: true, HostID: alice.ID, InviteCode: "ABCDEFGH", Shard: "default", HeadscaleUser: "room-r1", CreatedAt: now}
+			err = s.Tx(ctx, func(tx *store.Tx) error {
+				if err := tx.CreateRoom(&room); err != nil {
+					return err
+				}
+				if err := tx.SaveMember(&cp.Member{RoomID: "r1", UserID: alice.ID, State: cp.MemberActive, JoinedAt: now}); err != nil {
+					return err
+				}
+				return tx.SaveMember(&cp.Member{RoomID: "r1", UserID: bob.ID, State: cp.MemberActive, JoinedAt: now.Add(time.Second)})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A failed transaction leaves nothing behind.
+			err = s.Tx(ctx, func(tx *store.Tx) error {
+				r, err := tx.RoomForUpdate("r1")
+				if err != nil {
+					return err
+				}
+				r.Name = "renamed"
+				if err := tx.SaveRoom(&r); err != nil {
+					return err
+				}
+				return errors.New("abort")
+			})
+			if err == nil {
+				t.Fatal("want the abort")
+			}
+			if r, _ := s.Room(ctx, "r1"); r.Name != "one" {
+				t.Fatalf("rolled-back write visible: %q", r.Name)
+			}
+			rooms, err := s.RoomsOf(ctx, bob.ID)
+			if err != nil || len(rooms) != 1 || rooms[0] != "r1" {
+				t.Fatalf("rooms of bob: %v %v", rooms, err)
+			}
+			byRoom, err := s.ActiveMembersByRoom(ctx, "default")
+			if err != nil || len(byRoom["r1"]) != 2 {
+				t.Fatalf("members by room: %v %v", byRoom, err)
+			}
+			pub, err := s.PublicRooms(ctx, "", 10)
+			if err != nil || len(pub) != 1 || pub[0].Members != 2 || pub[0].HostName != "alice" {
+				t.Fatalf("public rooms: %+v %v", pub, err)
+			}
+			if n, err := s.CountActiveMembers(ctx); err != nil || n != 2 {
+				t.Fatalf("active members %d %v", n, err)
+			}
+			err = s.Tx(ctx, func(tx *store.Tx) error {
+				r, err := tx.RoomForUpdate("r1")
+				if err != nil {
+					return err
+				}
+				r.ClosedAt = &now
+				return tx.SaveRoom(&r)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rooms, _ := s.RoomsOf(ctx, bob.ID); len(rooms) != 0 {
+				t.Fatalf("closed room still listed: %v", rooms)
+			}
+			if err := s.Tx(ctx, func(tx *store.Tx) error { _, err := tx.RoomForUpdate("nope"); return err }); !errors.Is(err, cp.ErrNotFound) {
+				t.Fatal("unknown room must be ErrNotFound")
+			}
+		})
+	}
+}
