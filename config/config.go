@@ -76,6 +76,10 @@ type DERP struct {
 	RegionID   int
 	RegionCode string
 	RegionName string
+	MeshKey    string        // secret; relays of one region share it
+	RelayToken string        // secret; standalone relays heartbeat with it
+	RelayTTL   time.Duration // a relay silent this long leaves the map
+	MapRefresh time.Duration // how often Headscale re-reads the map
 }
 
 // Rooms holds room policy limits.
@@ -95,28 +99,28 @@ type Auth struct {
 	LoginPerMinute int
 }
 
-// option is the one declaration of a setting.
-type option struct {
+// option is the one declaration of a setting of a config struct T.
+type option[T any] struct {
 	key   string // YAML key path, dotted; flag is the key with '.'/'_' → '-'
 	usage string
 	def   string
-	set   func(c *Config, v string) error
+	set   func(c *T, v string) error
 }
 
-func (o option) flagName() string {
+func (o option[T]) flagName() string {
 	return strings.NewReplacer(".", "-", "_", "-").Replace(o.key)
 }
 
-func (o option) envName() string {
+func (o option[T]) envName() string {
 	return "ROOMNET_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(o.key))
 }
 
-func str(p func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error { *p(c) = v; return nil }
+func str[T any](p func(*T) *string) func(*T, string) error {
+	return func(c *T, v string) error { *p(c) = v; return nil }
 }
 
-func integer(p func(*Config) *int) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func integer[T any](p func(*T) *int) func(*T, string) error {
+	return func(c *T, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			return fmt.Errorf("not an integer: %q", v)
@@ -126,8 +130,8 @@ func integer(p func(*Config) *int) func(*Config, string) error {
 	}
 }
 
-func float(p func(*Config) *float64) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func float[T any](p func(*T) *float64) func(*T, string) error {
+	return func(c *T, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			return fmt.Errorf("not a number: %q", v)
@@ -137,8 +141,8 @@ func float(p func(*Config) *float64) func(*Config, string) error {
 	}
 }
 
-func boolean(p func(*Config) *bool) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func boolean[T any](p func(*T) *bool) func(*T, string) error {
+	return func(c *T, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return fmt.Errorf("not a boolean: %q", v)
@@ -148,8 +152,8 @@ func boolean(p func(*Config) *bool) func(*Config, string) error {
 	}
 }
 
-func duration(p func(*Config) *time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func duration[T any](p func(*T) *time.Duration) func(*T, string) error {
+	return func(c *T, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return fmt.Errorf("not a duration: %q", v)
@@ -159,7 +163,7 @@ func duration(p func(*Config) *time.Duration) func(*Config, string) error {
 	}
 }
 
-var options = []option{
+var options = []option[Config]{
 	{"listen", "address of the REST API, web panel and chat", "127.0.0.1:8080", str(func(c *Config) *string { return &c.Listen })},
 	{"public_url", "URL clients use to reach --listen (default http://<bound listen address>)", "", str(func(c *Config) *string { return &c.PublicURL })},
 	{"data_dir", "directory for all state", "roomnet-data", str(func(c *Config) *string { return &c.DataDir })},
@@ -189,6 +193,10 @@ var options = []option{
 	{"derp.region_code", "DERP region code", "roomnet", str(func(c *Config) *string { return &c.DERP.RegionCode })},
 	{"derp.region_name", "DERP region name", "roomnet embedded", str(func(c *Config) *string { return &c.DERP.RegionName })},
 
+	{"derp.mesh_key", "mesh key shared by the relays of a region (64 hex digits)", "", str(func(c *Config) *string { return &c.DERP.MeshKey })},
+	{"derp.relay_token", "shared secret standalone relays register with (empty: registration off)", "", str(func(c *Config) *string { return &c.DERP.RelayToken })},
+	{"derp.relay_ttl", "a standalone relay that stops heartbeating leaves the DERP map after this", "30s", duration(func(c *Config) *time.Duration { return &c.DERP.RelayTTL })},
+	{"derp.map_refresh", "how often Headscale re-reads the DERP map", "10s", duration(func(c *Config) *time.Duration { return &c.DERP.MapRefresh })},
 	{"rooms.join_key_ttl", "lifetime of a join's pre-auth key", "5m", duration(func(c *Config) *time.Duration { return &c.Rooms.JoinKeyTTL })},
 	{"rooms.max_players", "upper bound on a room's max_players", "64", integer(func(c *Config) *int { return &c.Rooms.MaxPlayers })},
 	{"rooms.reconcile_interval", "how often rooms are reconciled with Headscale", "1m", duration(func(c *Config) *time.Duration { return &c.Rooms.ReconcileInterval })},
@@ -206,9 +214,11 @@ var options = []option{
 }
 
 // Default returns the configuration with every default applied.
-func Default() Config {
-	var c Config
-	for _, o := range options {
+func Default() Config { return defaults(options) }
+
+func defaults[T any](opts []option[T]) T {
+	var c T
+	for _, o := range opts {
 		if err := o.set(&c, o.def); err != nil {
 			panic(fmt.Sprintf("config: bad default for %s: %v", o.key, err))
 		}
@@ -220,12 +230,23 @@ func Default() Config {
 // ROOMNET_CONFIG, ROOMNET_* variables from env, and args (flags), then
 // validates it. Help output goes to out.
 func Load(args []string, env func(string) (string, bool), out io.Writer) (Config, error) {
-	c := Default()
-	fs := flag.NewFlagSet("roomnetd", flag.ContinueOnError)
+	c, err := load("roomnetd", options, args, env, out)
+	if err != nil {
+		return c, err
+	}
+	if err := c.Finish(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func load[T any](name string, opts []option[T], args []string, env func(string) (string, bool), out io.Writer) (T, error) {
+	c := defaults(opts)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	configFile := fs.String("config", "", "YAML configuration file (env ROOMNET_CONFIG)")
 	given := map[string]string{} // flag values, applied last
-	for _, o := range options {
+	for _, o := range opts {
 		fs.Func(o.flagName(), fmt.Sprintf("%s (env %s, default %q)", o.usage, o.envName(), o.def), func(s string) error {
 			given[o.key] = s
 			return nil
@@ -237,37 +258,33 @@ func Load(args []string, env func(string) (string, bool), out io.Writer) (Config
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-
 	path := *configFile
 	if path == "" {
 		path, _ = env("ROOMNET_CONFIG")
 	}
 	if path != "" {
-		if err := applyFile(&c, path); err != nil {
+		if err := applyFile(&c, opts, path); err != nil {
 			return c, err
 		}
 	}
-	for _, o := range options {
+	for _, o := range opts {
 		if v, ok := env(o.envName()); ok {
 			if err := o.set(&c, v); err != nil {
 				return c, fmt.Errorf("%s: %w", o.envName(), err)
 			}
 		}
 	}
-	for _, o := range options {
+	for _, o := range opts {
 		if v, ok := given[o.key]; ok {
 			if err := o.set(&c, v); err != nil {
 				return c, fmt.Errorf("--%s: %w", o.flagName(), err)
 			}
 		}
 	}
-	if err := c.Finish(); err != nil {
-		return c, err
-	}
 	return c, nil
 }
 
-func applyFile(c *Config, path string) error {
+func applyFile[T any](c *T, opts []option[T], path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("reading config file: %w", err)
@@ -278,8 +295,8 @@ func applyFile(c *Config, path string) error {
 	}
 	flat := map[string]string{}
 	flatten("", tree, flat)
-	known := map[string]option{}
-	for _, o := range options {
+	known := map[string]option[T]{}
+	for _, o := range opts {
 		known[o.key] = o
 	}
 	keys := make([]string, 0, len(flat))
@@ -386,6 +403,12 @@ func (c *Config) Finish() error {
 		if c.DERP.RegionID < 1 || c.DERP.RegionID > 65535 {
 			errs = append(errs, fmt.Errorf("derp.region_id: want 1..65535, got %d", c.DERP.RegionID))
 		}
+	}
+	if c.DERP.RelayTTL < time.Second || c.DERP.MapRefresh < time.Second {
+		errs = append(errs, errors.New("derp: relay_ttl and map_refresh want at least 1s"))
+	}
+	if c.DERP.RelayToken != "" && len(c.DERP.RelayToken) < 16 {
+		errs = append(errs, errors.New("derp.relay_token: want at least 16 characters"))
 	}
 	if c.Rooms.JoinKeyTTL < time.Second || c.Rooms.JoinKeyTTL > time.Hour {
 		errs = append(errs, fmt.Errorf("rooms.join_key_ttl: want 1s..1h, got %s", c.Rooms.JoinKeyTTL))

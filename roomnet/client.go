@@ -210,3 +210,16 @@ func (c *Client) Members(ctx context.Context, roomID string) ([]Member, error) {
 	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/rooms/"+url.PathEscape(roomID)+"/members", nil, &l)
 	return l.Members, err
 }
+
+// RelayHeartbeat registers a relay with the control plane; the client's
+// token must be the relay token, not a user's.
+func (c *Client) RelayHeartbeat(ctx context.Context, hb RelayHeartbeat) error {
+	return c.Do(ctx, http.MethodPost, APIVersionPrefix+"/relays/heartbeat", hb, nil)
+}
+
+// Relays lists the relays in the DERP map (admins only).
+func (c *Client) Relays(ctx context.Context) ([]Relay, error) {
+	var l RelayList
+	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/relays", nil, &l)
+	return l.Relays, err
+}

@@ -154,3 +154,35 @@ type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
+
+// RelayNode describes one DERP relay node as it registers.
+type RelayNode struct {
+	Name     string `json:"name"`
+	HostName string `json:"hostname"`
+	IPv4     string `json:"ipv4,omitempty"`
+	IPv6     string `json:"ipv6,omitempty"`
+	DERPPort int    `json:"derp_port"`
+	STUNPort int    `json:"stun_port"`
+	// Insecure marks a self-signed certificate: local development only.
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// RelayHeartbeat registers a relay node and keeps it in the DERP map.
+type RelayHeartbeat struct {
+	RegionID   int       `json:"region_id"`
+	RegionCode string    `json:"region_code"`
+	RegionName string    `json:"region_name"`
+	Node       RelayNode `json:"node"`
+}
+
+// Relay is a registered relay as admins see it.
+type Relay struct {
+	RelayHeartbeat
+	LastSeen time.Time `json:"last_seen"`
+	Embedded bool      `json:"embedded"`
+}
+
+// RelayList lists relays.
+type RelayList struct {
+	Relays []Relay `json:"relays"`
+}

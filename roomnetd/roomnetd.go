@@ -27,10 +27,12 @@ import (
 	"github.com/roomnet/roomnet/controlplane/events"
 	"github.com/roomnet/roomnet/controlplane/headscale"
 	"github.com/roomnet/roomnet/controlplane/headscale/embedded"
+	"github.com/roomnet/roomnet/controlplane/relays"
 	"github.com/roomnet/roomnet/controlplane/service"
 	"github.com/roomnet/roomnet/controlplane/store"
 	"github.com/roomnet/roomnet/derp"
 	"github.com/roomnet/roomnet/derp/relay"
+	"github.com/roomnet/roomnet/roomnet"
 	"tailscale.com/tailcfg"
 )
 
@@ -60,6 +62,7 @@ type Server struct {
 	relay    *relay.Server
 	hs       *embedded.Supervisor
 	hsClient *headscale.Client
+	relays   *relays.Registry
 	httpSrv  *http.Server
 	ln       net.Listener
 	url      string
@@ -158,6 +161,8 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 		Ready:          s.Ready,
 		AuthPerMinute:  cfg.Auth.LoginPerMinute,
 		RequestsPerSec: o.APIRequestsPerSec,
+		Relays:         s.relays,
+		RelayToken:     cfg.DERP.RelayToken,
 	})
 	e.GET("/ws", echo.WrapHandler(s.Chat))
 	s.httpSrv = &http.Server{
@@ -221,6 +226,7 @@ func (s *Server) startHeadscale(ctx context.Context) (service.Shard, error) {
 	}
 	hsDir := filepath.Join(cfg.DataDir, "headscale")
 	mapPath := filepath.Join(cfg.DataDir, "derpmap.yaml")
+	var static []roomnet.Relay
 	if cfg.DERP.Enabled {
 		s.relay, err = relay.Start(relay.Options{
 			Listen:     cfg.DERP.Listen,
@@ -230,26 +236,30 @@ func (s *Server) startHeadscale(ctx context.Context) (service.Shard, error) {
 			KeyFile:    cfg.DERP.KeyFile,
 			StateDir:   filepath.Join(cfg.DataDir, "derp"),
 			VerifyURL:  "http://" + hsListen + "/verify",
+			MeshKey:    cfg.DERP.MeshKey,
 			Logger:     s.log,
 		})
 		if err != nil {
 			return service.Shard{}, err
 		}
-		m := derp.Map([]derp.Region{{
-			ID: cfg.DERP.RegionID, Code: cfg.DERP.RegionCode, Name: cfg.DERP.RegionName,
-			Nodes: []*tailcfg.DERPNode{s.relay.Node(cfg.DERP.RegionID, fmt.Sprintf("%da", cfg.DERP.RegionID))},
+		n := s.relay.Node(cfg.DERP.RegionID, fmt.Sprintf("%da", cfg.DERP.RegionID))
+		static = append(static, roomnet.Relay{Embedded: true, LastSeen: time.Now(), RelayHeartbeat: roomnet.RelayHeartbeat{
+			RegionID: cfg.DERP.RegionID, RegionCode: cfg.DERP.RegionCode, RegionName: cfg.DERP.RegionName,
+			Node: roomnet.RelayNode{Name: n.Name, HostName: n.HostName, IPv4: n.IPv4, IPv6: n.IPv6, DERPPort: n.DERPPort, STUNPort: n.STUNPort, Insecure: n.InsecureForTests},
 		}})
-		if err := derp.WriteMapFile(mapPath, m); err != nil {
-			return service.Shard{}, err
-		}
 	} else if _, err := os.Stat(mapPath); err != nil {
 		return service.Shard{}, fmt.Errorf("derp.enabled is off and no DERP map at %s: %w", mapPath, err)
+	}
+	s.relays, err = relays.New(static, cfg.DERP.RelayTTL, func(m *tailcfg.DERPMap) error { return derp.WriteMapFile(mapPath, m) })
+	if err != nil {
+		return service.Shard{}, err
 	}
 	s.hs, err = embedded.Start(ctx, embedded.Options{
 		Dir:               hsDir,
 		Listen:            hsListen,
 		ServerURL:         serverURL,
 		DERPMapPath:       mapPath,
+		DERPMapRefresh:    cfg.DERP.MapRefresh,
 		EphemeralTimeout:  cfg.Headscale.EphemeralGC,
 		BatchDelay:        cfg.Headscale.BatchDelay,
 		StoreBatchTimeout: cfg.Headscale.StoreBatch,
@@ -285,6 +295,9 @@ func (s *Server) URL() string { return s.url }
 
 // Headscale returns the embedded Headscale's supervisor (nil when external).
 func (s *Server) Headscale() *embedded.Supervisor { return s.hs }
+
+// Relays returns the relay registry (the DERP map's source).
+func (s *Server) Relays() *relays.Registry { return s.relays }
 
 // Relay returns the embedded DERP relay (nil when disabled).
 func (s *Server) Relay() *relay.Server { return s.relay }
@@ -332,6 +345,9 @@ func (s *Server) registerMetrics() {
 	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomnet_events_dropped_total", Help: "Membership events lost to slow in-process subscribers."}, func() float64 {
 		return float64(s.Events.Dropped())
 	}))
+	if s.relay != nil {
+		r.MustRegister(s.relay.Collector())
+	}
 	if s.hs != nil {
 		hs := s.hs
 		r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomnet_headscale_ready", Help: "1 when the embedded Headscale answers its health check."}, func() float64 {
@@ -382,6 +398,9 @@ func (s *Server) closeParts() error {
 	}
 	if s.hsClient != nil {
 		errs = append(errs, s.hsClient.Close())
+	}
+	if s.relays != nil {
+		s.relays.Close()
 	}
 	if s.relay != nil {
 		errs = append(errs, s.relay.Close())

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	cp "github.com/roomnet/roomnet/controlplane"
+	"github.com/roomnet/roomnet/controlplane/relays"
 	"github.com/roomnet/roomnet/controlplane/service"
 	"github.com/roomnet/roomnet/controlplane/store"
 	"github.com/roomnet/roomnet/roomnet"
@@ -44,12 +45,16 @@ type Options struct {
 	MaxBodyBytes   int64                           // default 64 KiB
 	AuthPerMinute  int                             // login/register attempts per client address
 	RequestsPerSec float64                         // per client address, all routes; default 50
+	Relays         *relays.Registry                // nil: no relay registration
+	RelayToken     string                          // shared secret relays heartbeat with; empty: registration off
 }
 
 type server struct {
-	svc *service.Service
-	pub Publisher
-	log *slog.Logger
+	svc        *service.Service
+	pub        Publisher
+	log        *slog.Logger
+	relays     *relays.Registry
+	relayToken string
 }
 
 type ctxKey struct{}
@@ -65,7 +70,7 @@ func New(o Options) *echo.Echo {
 	if o.AuthPerMinute == 0 {
 		o.AuthPerMinute = 30
 	}
-	s := &server{svc: o.Service, pub: o.Publisher, log: o.Logger}
+	s := &server{svc: o.Service, pub: o.Publisher, log: o.Logger, relays: o.Relays, relayToken: o.RelayToken}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -89,7 +94,17 @@ func New(o Options) *echo.Echo {
 	v1.POST("/auth/register", s.register, authLimit)
 	v1.POST("/auth/login", s.login, authLimit)
 
+	if s.relays != nil {
+		v1.GET("/derpmap", s.derpMap)
+		if s.relayToken != "" {
+			v1.POST("/relays/heartbeat", s.relayHeartbeat, s.authenticateRelay)
+		}
+	}
+
 	a := v1.Group("", s.authenticate)
+	if s.relays != nil {
+		a.GET("/relays", s.listRelays)
+	}
 	a.POST("/auth/logout", s.logout)
 	a.GET("/me", s.me)
 	a.GET("/users", s.users)

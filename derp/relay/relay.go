@@ -13,13 +13,17 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
+	"tailscale.com/derp"
+	"tailscale.com/derp/derphttp"
 	"tailscale.com/derp/derpserver"
+	"tailscale.com/net/netmon"
 	"tailscale.com/net/stunserver"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
@@ -40,7 +44,20 @@ type Options struct {
 	// relay refuses too (fail closed).
 	VerifyURL string
 	MeshKey   string
-	Logger    *slog.Logger
+	// MeshWith lists the other relays of the region
+	// ("https://host:port/derp"); needs MeshKey.
+	MeshWith []string
+	// MeshInsecure accepts the mesh peers' self-signed certificates
+	// (local development only).
+	MeshInsecure bool
+	// RateBytesPerSec limits what each client may send through the relay
+	// (0: unlimited); RateBurstBytes is its bucket.
+	RateBytesPerSec, RateBurstBytes uint64
+	// MaxConns bounds concurrent client connections (0: unlimited).
+	MaxConns int
+	// AcceptPerSec bounds new connections per second (0: unlimited).
+	AcceptPerSec float64
+	Logger       *slog.Logger
 }
 
 // Server is a running relay node.
@@ -54,6 +71,7 @@ type Server struct {
 	selfSigned bool
 	wg         sync.WaitGroup
 	log        *slog.Logger
+	meshCancel context.CancelFunc
 }
 
 // Start listens and serves until Close.
@@ -99,6 +117,12 @@ func Start(o Options) (*Server, error) {
 			return nil, fmt.Errorf("setting derp mesh key: %w", err)
 		}
 	}
+	if len(o.MeshWith) > 0 && o.MeshKey == "" {
+		return nil, errors.New("derp: meshing needs a mesh key")
+	}
+	if o.RateBytesPerSec > 0 {
+		d.UpdateRateLimits(derpserver.RateConfig{PerClientRateLimitBytesPerSec: o.RateBytesPerSec, PerClientRateBurstBytes: o.RateBurstBytes})
+	}
 	s.derp = d
 
 	mux := http.NewServeMux()
@@ -123,6 +147,7 @@ func Start(o Options) (*Server, error) {
 		return nil, fmt.Errorf("listening for derp: %w", err)
 	}
 	s.ln = ln
+	ln = limitListener(ln, o.MaxConns, o.AcceptPerSec)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -145,8 +170,73 @@ func Start(o Options) (*Server, error) {
 			_ = s.stun.Serve()
 		}()
 	}
+	meshCtx, meshCancel := context.WithCancel(context.Background())
+	s.meshCancel = meshCancel
+	for _, peer := range o.MeshWith {
+		if err := s.meshWith(meshCtx, peer); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	log.Info("derp relay listening", "addr", ln.Addr().String(), "stun", s.STUNPort(), "verify", o.VerifyURL != "")
 	return s, nil
+}
+
+// meshWith forwards packets for clients of the peer relay: the peer tells
+// this relay which clients it has, and packets for them go to it.
+func (s *Server) meshWith(ctx context.Context, peerURL string) error {
+	logf := tslog.Logf(s.log.With("mesh", peerURL), slog.LevelDebug)
+	region, err := regionFor(peerURL, s.opts.MeshInsecure)
+	if err != nil {
+		return fmt.Errorf("meshing with %s: %w", peerURL, err)
+	}
+	c := derphttp.NewRegionClient(s.derp.PrivateKey(), logf, netmon.NewStatic(), func() *tailcfg.DERPRegion { return region })
+	c.MeshKey = s.derp.MeshKey()
+	c.WatchConnectionChanges = true
+	add := func(m derp.PeerPresentMessage) { s.derp.AddPacketForwarder(m.Key, c) }
+	remove := func(m derp.PeerGoneMessage) { s.derp.RemovePacketForwarder(m.Peer, c) }
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		c.RunWatchConnectionLoop(ctx, s.derp.PublicKey(), logf, add, remove, func(error) {})
+	}()
+	go func() {
+		defer s.wg.Done()
+		<-ctx.Done()
+		c.Close() // unblocks the loop's read
+	}()
+	return nil
+}
+
+// regionFor describes one relay ("https://host:port/derp") as a
+// one-node region, the form derphttp dials; insecure accepts a
+// self-signed certificate (development only).
+func regionFor(rawURL string, insecure bool) (*tailcfg.DERPRegion, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+		return nil, fmt.Errorf("want https://host:port/derp, got %q", rawURL)
+	}
+	port := 443
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return nil, fmt.Errorf("bad port in %q", rawURL)
+		}
+	}
+	n := &tailcfg.DERPNode{Name: "peer", RegionID: 1, HostName: u.Hostname(), DERPPort: port, InsecureForTests: insecure}
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		if a.Is4() {
+			n.IPv4, n.IPv6 = a.String(), "none"
+		} else {
+			n.IPv4, n.IPv6 = "none", a.String()
+		}
+	}
+	return &tailcfg.DERPRegion{RegionID: 1, RegionCode: "peer", Nodes: []*tailcfg.DERPNode{n}}, nil
+}
+
+// Client returns a DERP client of this relay for priv (tests and probes).
+func (s *Server) Client(priv key.NodePrivate, logf func(string, ...any)) *derphttp.Client {
+	region := &tailcfg.DERPRegion{RegionID: 1, RegionCode: "self", Nodes: []*tailcfg.DERPNode{s.Node(1, "self")}}
+	return derphttp.NewRegionClient(priv, logf, netmon.NewStatic(), func() *tailcfg.DERPRegion { return region })
 }
 
 // Addr is the TLS listener's address.
@@ -200,6 +290,9 @@ func (s *Server) Close() error {
 	if s.stunCancel != nil {
 		s.stunCancel()
 	}
+	if s.meshCancel != nil {
+		s.meshCancel()
+	}
 	errs = append(errs, s.derp.Close())
 	s.wg.Wait()
 	return errors.Join(errs...)
@@ -222,3 +315,6 @@ func loadOrCreateKey(path string) (key.NodePrivate, error) {
 	}
 	return k, nil
 }
+
+// Connected reports whether a client with key k is connected here.
+func (s *Server) Connected(k key.NodePublic) bool { return s.derp.IsClientConnectedForTest(k) }

@@ -1,0 +1,161 @@
+// Package relays keeps the DERP map: the embedded relay plus every relay
+// that registered with a heartbeat and has not gone quiet. On every change
+// it hands the new map to a callback (roomnetd writes it where Headscale
+// reads it, so nodes learn of new and dead relays without a restart).
+package relays
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"tailscale.com/tailcfg"
+
+	"github.com/roomnet/roomnet/derp"
+	"github.com/roomnet/roomnet/roomnet"
+)
+
+// Registry tracks relays. Safe for concurrent use.
+type Registry struct {
+	ttl      time.Duration
+	onChange func(*tailcfg.DERPMap) error
+	now      func() time.Time
+
+	mu     sync.Mutex
+	static []roomnet.Relay
+	live   map[string]roomnet.Relay // by node name
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// New returns a registry; static relays (the embedded one) never expire.
+// A relay silent for ttl leaves the map.
+func New(static []roomnet.Relay, ttl time.Duration, onChange func(*tailcfg.DERPMap) error) (*Registry, error) {
+	r := &Registry{ttl: ttl, onChange: onChange, now: time.Now, static: static, live: map[string]roomnet.Relay{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if err := r.publish(); err != nil && len(static) > 0 {
+		return nil, err
+	}
+	go r.sweep()
+	return r, nil
+}
+
+// Validate checks a heartbeat.
+func Validate(hb roomnet.RelayHeartbeat) error {
+	switch {
+	case hb.RegionID < 1 || hb.RegionID > 65535:
+		return errors.New("region_id: 1..65535")
+	case hb.RegionCode == "" || len(hb.RegionCode) > 32 || len(hb.RegionName) > 64:
+		return errors.New("region_code: 1..32 characters; region_name: at most 64")
+	case hb.Node.Name == "" || len(hb.Node.Name) > 64:
+		return errors.New("node.name: 1..64 characters")
+	case hb.Node.HostName == "" || len(hb.Node.HostName) > 253:
+		return errors.New("node.hostname: required")
+	case hb.Node.DERPPort < 1 || hb.Node.DERPPort > 65535 || hb.Node.STUNPort < -1 || hb.Node.STUNPort > 65535:
+		return errors.New("node ports out of range")
+	}
+	return nil
+}
+
+// Heartbeat records that a relay is alive.
+func (r *Registry) Heartbeat(hb roomnet.RelayHeartbeat) error {
+	if err := Validate(hb); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	for _, s := range r.static {
+		if s.Node.Name == hb.Node.Name {
+			r.mu.Unlock()
+			return fmt.Errorf("node name %q is taken by the embedded relay", hb.Node.Name)
+		}
+	}
+	old, known := r.live[hb.Node.Name]
+	r.live[hb.Node.Name] = roomnet.Relay{RelayHeartbeat: hb, LastSeen: r.now()}
+	changed := !known || old.RelayHeartbeat != hb
+	r.mu.Unlock()
+	if changed {
+		return r.publish()
+	}
+	return nil
+}
+
+// List returns every relay in the map.
+func (r *Registry) List() []roomnet.Relay {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]roomnet.Relay(nil), r.static...)
+	for _, l := range r.live {
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].RegionID != out[j].RegionID {
+			return out[i].RegionID < out[j].RegionID
+		}
+		return out[i].Node.Name < out[j].Node.Name
+	})
+	return out
+}
+
+// Map builds the current DERP map.
+func (r *Registry) Map() *tailcfg.DERPMap {
+	regions := map[int]*derp.Region{}
+	var ids []int
+	for _, rl := range r.List() {
+		reg, ok := regions[rl.RegionID]
+		if !ok {
+			reg = &derp.Region{ID: rl.RegionID, Code: rl.RegionCode, Name: rl.RegionName}
+			regions[rl.RegionID] = reg
+			ids = append(ids, rl.RegionID)
+		}
+		reg.Nodes = append(reg.Nodes, &tailcfg.DERPNode{
+			Name: rl.Node.Name, RegionID: rl.RegionID, HostName: rl.Node.HostName, IPv4: rl.Node.IPv4, IPv6: rl.Node.IPv6,
+			DERPPort: rl.Node.DERPPort, STUNPort: rl.Node.STUNPort, InsecureForTests: rl.Node.Insecure,
+		})
+	}
+	out := make([]derp.Region, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, *regions[id])
+	}
+	return derp.Map(out)
+}
+
+func (r *Registry) publish() error {
+	m := r.Map()
+	if len(m.Regions) == 0 {
+		return errors.New("relays: no relay to put in the DERP map")
+	}
+	return r.onChange(m)
+}
+
+func (r *Registry) sweep() {
+	defer close(r.done)
+	t := time.NewTicker(r.ttl / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		changed := false
+		for name, l := range r.live {
+			if r.now().Sub(l.LastSeen) > r.ttl {
+				delete(r.live, name)
+				changed = true
+			}
+		}
+		r.mu.Unlock()
+		if changed {
+			_ = r.publish()
+		}
+	}
+}
+
+// Close stops the sweeper.
+func (r *Registry) Close() {
+	close(r.stop)
+	<-r.done
+}

@@ -1,0 +1,39 @@
+package relay
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector exports the relay's derpserver counters (clients, bytes and
+// packets relayed, drops by reason, queue and rate-limit figures) as
+// Prometheus metrics named roomnet_derp_*.
+func (s *Server) Collector() prometheus.Collector { return collector{s} }
+
+type collector struct{ s *Server }
+
+var derpDesc = prometheus.NewDesc("roomnet_derp_stat", "A derpserver counter or gauge, by name.", []string{"name"}, nil)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) { ch <- derpDesc }
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	var vars map[string]any
+	if err := json.Unmarshal([]byte(c.s.derp.ExpVar(c.s.opts.RateBytesPerSec > 0).String()), &vars); err != nil {
+		return
+	}
+	flatten(ch, "", vars)
+}
+
+func flatten(ch chan<- prometheus.Metric, prefix string, vars map[string]any) {
+	for k, v := range vars {
+		name := strings.TrimPrefix(prefix+"_"+k, "_")
+		switch t := v.(type) {
+		case float64:
+			ch <- prometheus.MustNewConstMetric(derpDesc, prometheus.UntypedValue, t, name)
+		case map[string]any:
+			flatten(ch, name, t)
+		}
+	}
+}

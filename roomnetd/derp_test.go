@@ -1,0 +1,183 @@
+package roomnetd_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"tailscale.com/derp"
+	"tailscale.com/derp/derphttp"
+	"tailscale.com/types/key"
+
+	"github.com/roomnet/roomnet/derp/relay"
+	"github.com/roomnet/roomnet/roomnet"
+	"github.com/roomnet/roomnet/roomnettest"
+)
+
+func derpClient(t *testing.T, k key.NodePrivate, r *relay.Server) *derphttp.Client {
+	t.Helper()
+	c := r.Client(k, t.Logf)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// The relay admits only nodes Headscale knows: a stranger's key is
+// refused, a room member's node is connected.
+func TestRelayRefusesUnknownNodeKeys(t *testing.T) {
+	h := roomnettest.New(t)
+	alice := h.User("alice")
+	room := createRoom(t, alice, "admission", 2)
+	n := roomnettest.Node(t, room.Join, "member")
+	ctx := roomnettest.Context(t, 30*time.Second)
+	lc, err := n.Tsnet().LocalClient()
+	require.NoError(t, err)
+	st, err := lc.Status(ctx)
+	require.NoError(t, err)
+	r := h.Server.Relay()
+	eventually(t, 10*time.Second, "member's node connected to the relay", func() error {
+		if !r.Connected(st.Self.PublicKey) {
+			return fmt.Errorf("not connected")
+		}
+		return nil
+	})
+
+	stranger := key.NewNode()
+	c := derpClient(t, stranger, r)
+	_ = c.Connect(ctx)                 // the handshake may complete before the verdict
+	time.Sleep(500 * time.Millisecond) // give a wrongly admitted client time to show up
+	require.False(t, r.Connected(stranger.Public()), "an unknown node key was admitted")
+	_, err = c.Recv()
+	require.Error(t, err, "the relay must close an unknown node's connection")
+}
+
+// A standalone relay that heartbeats joins the DERP map Headscale hands to
+// nodes; when it stops, it leaves the map.
+func TestStandaloneRelayJoinsAndLeavesTheMap(t *testing.T) {
+	const token = "relay-token-for-tests"
+	h := roomnettest.New(t, func(s *roomnettest.Settings) {
+		s.Config.DERP.RelayToken = token
+		s.Config.DERP.RelayTTL = 2 * time.Second
+		s.Config.DERP.MapRefresh = time.Second
+	})
+	alice := h.User("alice")
+	room := createRoom(t, alice, "map", 2)
+	n := roomnettest.Node(t, room.Join, "member")
+	ctx := roomnettest.Context(t, 60*time.Second)
+
+	// Wrong token, bad heartbeats: refused.
+	hb := roomnet.RelayHeartbeat{RegionID: 901, RegionCode: "eu", RegionName: "Europe", Node: roomnet.RelayNode{Name: "901a", HostName: "127.0.0.1", DERPPort: 443}}
+	requireCode(t, roomnet.NewClient(h.URL).WithToken("wrong-token-wrong-token").RelayHeartbeat(ctx, hb), 401, roomnet.CodeUnauthorized)
+	requireCode(t, alice.RelayHeartbeat(ctx, hb), 401, roomnet.CodeUnauthorized)
+	bad := hb
+	bad.Node.DERPPort = 0
+	requireCode(t, roomnet.NewClient(h.URL).WithToken(token).RelayHeartbeat(ctx, bad), 400, roomnet.CodeBadRequest)
+	taken := hb
+	taken.Node.Name = "900a"
+	requireCode(t, roomnet.NewClient(h.URL).WithToken(token).RelayHeartbeat(ctx, taken), 400, roomnet.CodeBadRequest)
+
+	r, err := relay.Start(relay.Options{
+		Listen: "127.0.0.1:0", STUNListen: "127.0.0.1:0", StateDir: filepath.Join(t.TempDir(), "relay"),
+		VerifyURL: room.Join.LoginServer + "/verify", Logger: roomnettest.Logger(),
+	})
+	require.NoError(t, err)
+	defer r.Close()
+	regCtx, stopHeartbeats := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		r.Register(regCtx, roomnet.NewClient(h.URL).WithToken(token), relay.Heartbeat{RegionID: 901, RegionCode: "eu", RegionName: "Europe", NodeName: "901a"}, 300*time.Millisecond)
+		close(done)
+	}()
+
+	lc, err := n.Tsnet().LocalClient()
+	require.NoError(t, err)
+	regions := func() (map[int]bool, error) {
+		m, err := lc.CurrentDERPMap(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := map[int]bool{}
+		for id := range m.Regions {
+			out[id] = true
+		}
+		return out, nil
+	}
+	eventually(t, 20*time.Second, "the node's DERP map gains region 901", func() error {
+		got, err := regions()
+		if err != nil || !got[901] || !got[900] {
+			return fmt.Errorf("regions %v %v", got, err)
+		}
+		return nil
+	})
+	relays, err := h.Admin.Relays(ctx)
+	require.NoError(t, err)
+	require.Len(t, relays, 2)
+	_, err = alice.Relays(ctx)
+	requireCode(t, err, 403, roomnet.CodeForbidden)
+
+	stopHeartbeats()
+	<-done
+	eventually(t, 20*time.Second, "the silent relay leaves the node's DERP map", func() error {
+		got, err := regions()
+		if err != nil || got[901] || !got[900] {
+			return fmt.Errorf("regions %v %v", got, err)
+		}
+		return nil
+	})
+}
+
+// Two relays of one region mesh: a client on one reaches a client on the other.
+func TestRelaysMeshAcrossARegion(t *testing.T) {
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	meshKey := hex.EncodeToString(raw)
+	r2, err := relay.Start(relay.Options{Listen: "127.0.0.1:0", StateDir: filepath.Join(t.TempDir(), "r2"), MeshKey: meshKey, Logger: roomnettest.Logger()})
+	require.NoError(t, err)
+	t.Cleanup(func() { r2.Close() })
+	r1, err := relay.Start(relay.Options{Listen: "127.0.0.1:0", StateDir: filepath.Join(t.TempDir(), "r1"), MeshKey: meshKey, Logger: roomnettest.Logger(),
+		MeshWith: []string{fmt.Sprintf("https://%s/derp", r2.Addr())}, MeshInsecure: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { r1.Close() })
+
+	ctx := roomnettest.Context(t, 30*time.Second)
+	ka, kb := key.NewNode(), key.NewNode()
+	a := derpClient(t, ka, r1)
+	b := derpClient(t, kb, r2)
+	require.NoError(t, a.Connect(ctx))
+	require.NoError(t, b.Connect(ctx))
+	got := make(chan string, 1)
+	go func() {
+		for {
+			m, err := b.Recv()
+			if err != nil {
+				return
+			}
+			if p, ok := m.(derp.ReceivedPacket); ok && p.Source == ka.Public() {
+				got <- string(p.Data)
+				return
+			}
+		}
+	}()
+	// r1 learns of b through its mesh watch of r2; resend until it has.
+	for {
+		require.NoError(t, a.Send(kb.Public(), []byte("across the mesh")))
+		select {
+		case msg := <-got:
+			require.Equal(t, "across the mesh", msg)
+			return
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("packet never crossed the mesh")
+		}
+	}
+}
+
+// Without the mesh key a relay refuses to mesh.
+func TestMeshNeedsAKey(t *testing.T) {
+	_, err := relay.Start(relay.Options{Listen: "127.0.0.1:0", StateDir: t.TempDir(), Logger: roomnettest.Logger(), MeshWith: []string{"https://127.0.0.1:1/derp"}})
+	require.ErrorContains(t, err, "mesh key")
+}
