@@ -198,6 +198,7 @@ require (
 )
 
 tool (
+	tailscale.com/cmd/derper
 	tailscale.com/cmd/tailscale
 	tailscale.com/cmd/tailscaled
 )
