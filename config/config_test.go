@@ -120,3 +120,42 @@ func TestEveryOptionHasFlagEnvAndValidDefault(t *testing.T) {
 		}
 	}
 }
+
+func TestRelayConfig(t *testing.T) {
+	good := map[string]string{
+		"ROOMNET_RELAY_HOSTNAME": "derp1.example.com", "ROOMNET_RELAY_REGION_CODE": "eu", "ROOMNET_RELAY_NODE_NAME": "901a",
+		"ROOMNET_RELAY_VERIFY_URL": "http://10.0.0.2:8081/verify", "ROOMNET_RELAY_CONTROL_URL": "https://rooms.example.com",
+		"ROOMNET_RELAY_TOKEN": "a-long-enough-relay-token",
+	}
+	c, err := LoadRelay([]string{"--relay-max-conns", "20"}, env(good), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConns != 20 || c.RegionID != 901 || c.Heartbeat != 10*time.Second {
+		t.Fatalf("%+v", c)
+	}
+	for name, mod := range map[string]func(map[string]string){
+		"short token":       func(m map[string]string) { m["ROOMNET_RELAY_TOKEN"] = "short" },
+		"no hostname":       func(m map[string]string) { delete(m, "ROOMNET_RELAY_HOSTNAME") },
+		"bad verify url":    func(m map[string]string) { m["ROOMNET_RELAY_VERIFY_URL"] = "nope" },
+		"mesh without key":  func(m map[string]string) { m["ROOMNET_RELAY_MESH_WITH"] = "https://x:443/derp" },
+		"negative limits":   func(m map[string]string) { m["ROOMNET_RELAY_RATE_BYTES"] = "-1" },
+		"fast heartbeat":    func(m map[string]string) { m["ROOMNET_RELAY_HEARTBEAT"] = "10ms" },
+		"cert without key":  func(m map[string]string) { m["ROOMNET_RELAY_CERT_FILE"] = "x.pem" },
+		"bad region":        func(m map[string]string) { m["ROOMNET_RELAY_REGION_ID"] = "0" },
+		"bad metrics addr":  func(m map[string]string) { m["ROOMNET_RELAY_METRICS_LISTEN"] = "nope" },
+		"bad control url":   func(m map[string]string) { m["ROOMNET_RELAY_CONTROL_URL"] = "ftp://x" },
+		"no node name":      func(m map[string]string) { delete(m, "ROOMNET_RELAY_NODE_NAME") },
+		"no region code":    func(m map[string]string) { delete(m, "ROOMNET_RELAY_REGION_CODE") },
+		"unparsable number": func(m map[string]string) { m["ROOMNET_RELAY_MAX_CONNS"] = "many" },
+	} {
+		m := map[string]string{}
+		for k, v := range good {
+			m[k] = v
+		}
+		mod(m)
+		if _, err := LoadRelay(nil, env(m), io.Discard); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
