@@ -54,6 +54,7 @@ type Room struct {
 	HostID          uint64 `gorm:"index;not null"`
 	InviteCode      string `gorm:"uniqueIndex;size:16;not null"`
 	Shard           string `gorm:"size:64;not null"`
+	Ports           string `gorm:"size:200"` // comma-separated "port/proto"
 	HeadscaleUserID uint64
 	HeadscaleUser   string `gorm:"size:64;not null"`
 	CreatedAt       time.Time

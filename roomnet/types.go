@@ -44,6 +44,9 @@ type CreateRoom struct {
 	MaxPlayers int    `json:"max_players"`
 	Public     bool   `json:"public"`
 	Password   string `json:"password,omitempty"`
+	// Ports are the host's game ports ("27015/udp", "25565/tcp") that
+	// players' clients forward to the host.
+	Ports []string `json:"ports,omitempty"`
 }
 
 // Room is a room as the API shows it. InviteCode is shown to members only.
@@ -54,6 +57,7 @@ type Room struct {
 	MaxPlayers  int        `json:"max_players"`
 	Public      bool       `json:"public"`
 	HasPassword bool       `json:"has_password"`
+	Ports       []string   `json:"ports,omitempty"`
 	Host        string     `json:"host"`
 	Members     int        `json:"members"`
 	InviteCode  string     `json:"invite_code,omitempty"`

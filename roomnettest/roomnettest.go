@@ -34,12 +34,22 @@ const AdminPassword = "admin-password-for-tests"
 // Main is the TestMain of packages that start servers: the test binary
 // doubles as the embedded Headscale child, and tsnet nodes are kept on
 // loopback (DERP forced, network assumed up, no logs, no port mapper).
-func Main(m *testing.M) {
+func Main(m *testing.M) { MainWith(m, nil) }
+
+// MainWith is Main with package set-up that runs only in the real test
+// process (not in the Headscale child); it returns its tear-down.
+func MainWith(m *testing.M, setup func() (teardown func())) {
 	embedded.MaybeRunChild()
 	node.Harden()
 	envknob.Setenv("TS_DEBUG_NEVER_DIRECT_UDP", "true")
 	envknob.Setenv("TS_ASSUME_NETWORK_UP_FOR_TEST", "1")
-	os.Exit(m.Run())
+	teardown := func() {}
+	if setup != nil {
+		teardown = setup()
+	}
+	code := m.Run()
+	teardown()
+	os.Exit(code)
 }
 
 // Harness is a running roomnetd with an admin client.

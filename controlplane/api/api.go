@@ -300,6 +300,9 @@ func roomView(r store.RoomSummary, withInvite bool) roomnet.Room {
 		HasPassword: r.PasswordHash != nil, Host: r.HostName, Members: r.Members,
 		CreatedAt: r.CreatedAt, ClosedAt: r.ClosedAt,
 	}
+	if r.Ports != "" {
+		v.Ports = strings.Split(r.Ports, ",")
+	}
 	if withInvite {
 		v.InviteCode, v.InviteLink = r.InviteCode, InviteLink(r.InviteCode)
 	}

@@ -90,7 +90,7 @@ func (s *server) createRoom(c echo.Context) error {
 		return err
 	}
 	room, grant, events, err := s.svc.CreateRoom(c.Request().Context(), actor(c), service.CreateRoomParams{
-		Name: req.Name, Game: req.Game, MaxPlayers: req.MaxPlayers, Public: req.Public, Password: req.Password,
+		Name: req.Name, Game: req.Game, MaxPlayers: req.MaxPlayers, Public: req.Public, Password: req.Password, Ports: req.Ports,
 	})
 	if err != nil {
 		return err

@@ -23,6 +23,7 @@ type CreateRoomParams struct {
 	MaxPlayers int
 	Public     bool
 	Password   string
+	Ports      []string
 }
 
 // Grant is what a member needs to bring a node into a room.
@@ -68,7 +69,33 @@ func (s *Service) validateRoom(p *CreateRoomParams) error {
 	if len(p.Password) > maxPassword {
 		return cp.Invalid("password: at most %d bytes", maxPassword)
 	}
+	if len(p.Ports) > 16 {
+		return cp.Invalid("ports: at most 16")
+	}
+	seen := map[string]bool{}
+	for _, port := range p.Ports {
+		if !ValidPort(port) || seen[port] {
+			return cp.Invalid("ports: want distinct port/proto like 27015/udp or 25565/tcp, got %q", port)
+		}
+		seen[port] = true
+	}
 	return nil
+}
+
+// ValidPort reports whether s is "port/tcp" or "port/udp" with port 1..65535.
+func ValidPort(s string) bool {
+	num, proto, ok := strings.Cut(s, "/")
+	if !ok || (proto != "tcp" && proto != "udp") || len(num) == 0 || len(num) > 5 {
+		return false
+	}
+	n := 0
+	for _, r := range num {
+		if r < '0' || r > '9' {
+			return false
+		}
+		n = n*10 + int(r-'0')
+	}
+	return n >= 1 && n <= 65535 && num[0] != '0'
 }
 
 func unavailable(err error) error {
@@ -102,7 +129,7 @@ func (s *Service) CreateRoom(ctx context.Context, actor cp.User, p CreateRoomPar
 	now := s.now()
 	room := cp.Room{
 		ID: id, Name: p.Name, Game: p.Game, MaxPlayers: p.MaxPlayers, Public: p.Public,
-		PasswordHash: pwHash, HostID: actor.ID, InviteCode: NewInviteCode(), Shard: sh.Name,
+		PasswordHash: pwHash, HostID: actor.ID, InviteCode: NewInviteCode(), Shard: sh.Name, Ports: strings.Join(p.Ports, ","),
 		HeadscaleUserID: hsUser.ID, HeadscaleUser: hsUser.Name, CreatedAt: now,
 	}
 	err = s.store.Tx(ctx, func(tx *store.Tx) error {

@@ -1,0 +1,297 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/roomnet/roomnet/roomnet/cli"
+	"github.com/roomnet/roomnet/roomnettest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	// The test binary may be the embedded Headscale child: that check
+	// comes first, before anything is built.
+	roomnettest.MainWith(m, func() func() {
+		dir, err := os.MkdirTemp("", "roomnet-cli")
+		if err != nil {
+			panic(err)
+		}
+		binary = filepath.Join(dir, "roomnet")
+		out, err := exec.Command("go", "build", "-o", binary, "../../cmd/roomnet").CombinedOutput()
+		if err != nil {
+			panic(fmt.Sprintf("building roomnet: %v\n%s", err, out))
+		}
+		return func() { os.RemoveAll(dir) }
+	})
+}
+
+// user runs the real roomnet binary with its own config dir.
+type user struct {
+	t   *testing.T
+	dir string
+}
+
+func newUser(t *testing.T) *user { return &user{t: t, dir: t.TempDir()} }
+
+func (u *user) cmd(stdin string, args ...string) *exec.Cmd {
+	c := exec.Command(binary, args...)
+	c.Env = append(os.Environ(), "ROOMNET_CONFIG_DIR="+u.dir,
+		"TS_DEBUG_NEVER_DIRECT_UDP=true", "TS_ASSUME_NETWORK_UP_FOR_TEST=1")
+	c.Stdin = strings.NewReader(stdin)
+	return c
+}
+
+// run runs a command to its end and returns its exit code and output.
+func (u *user) run(stdin string, args ...string) (int, string, string) {
+	u.t.Helper()
+	c := u.cmd(stdin, args...)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	err := c.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		u.t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// bg is a long-running command whose stdout lines are collected.
+type bg struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	done  chan int
+}
+
+func (u *user) start(args ...string) *bg {
+	u.t.Helper()
+	b := &bg{cmd: u.cmd("", args...), done: make(chan int, 1)}
+	out, err := b.cmd.StdoutPipe()
+	require.NoError(u.t, err)
+	var errb bytes.Buffer
+	b.cmd.Stderr = &errb
+	require.NoError(u.t, b.cmd.Start())
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			b.mu.Lock()
+			b.lines = append(b.lines, sc.Text())
+			b.mu.Unlock()
+		}
+		err := b.cmd.Wait()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		b.done <- code
+	}()
+	u.t.Cleanup(func() {
+		b.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-b.done:
+		case <-time.After(15 * time.Second):
+			b.cmd.Process.Kill()
+		}
+		if u.t.Failed() {
+			u.t.Logf("%v stderr:\n%s", args, errb.String())
+		}
+	})
+	return b
+}
+
+// await returns the text after prefix on the first stdout line that has it.
+func (b *bg) await(t *testing.T, prefix string) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		b.mu.Lock()
+		for _, l := range b.lines {
+			if rest, ok := strings.CutPrefix(l, prefix); ok {
+				b.mu.Unlock()
+				return strings.TrimSpace(rest)
+			}
+		}
+		b.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t.Fatalf("no line %q in %q", prefix, b.lines)
+	return ""
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// fakeGame echoes TCP lines and UDP datagrams on 127.0.0.1:port, like a
+// game server that "direct connect" players reach.
+func fakeGame(t *testing.T, port int) {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					fmt.Fprintf(c, "game:%s\n", sc.Text())
+				}
+			}()
+		}
+	}()
+	pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	require.NoError(t, err)
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, a, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(append([]byte("game:"), buf[:n]...), a)
+		}
+	}()
+}
+
+func TestHostAndJoinWithTheRealBinary(t *testing.T) {
+	h := roomnettest.New(t)
+	h.User("alice")
+	h.User("bob")
+	h.User("carol")
+	alice, bob, carol, nobody := newUser(t), newUser(t), newUser(t), newUser(t)
+	for name, u := range map[string]*user{"alice": alice, "bob": bob, "carol": carol} {
+		code, out, errs := u.run("password-"+name+"\n", "login", "--server", h.URL, "--username", name, "--password-stdin")
+		require.Equal(t, 0, code, errs)
+		require.Contains(t, out, "logged in")
+		fi, err := os.Stat(filepath.Join(u.dir, "config.json"))
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "the token file must be private")
+	}
+	code, out, _ := alice.run("", "whoami", "--json")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, `"username": "alice"`)
+
+	port := freePort(t)
+	fakeGame(t, port)
+	host := alice.start("host", "--name", "cli room", "--game", "fake", "--max", "2",
+		"--port", fmt.Sprintf("%d/tcp", port), "--port", fmt.Sprintf("%d/udp", port))
+	link := host.await(t, "link:")
+	invite := host.await(t, "invite code:")
+	require.Equal(t, "roomnet://join/"+invite, link)
+	host.await(t, "node up:")
+
+	// The player joins by link and reaches the host's game on its own
+	// 127.0.0.2, over TCP and UDP, through two userspace nodes.
+	player := bob.start("join", link, "--bind", "127.0.0.2")
+	player.await(t, "host reached at")
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.2:%d", port), 10*time.Second)
+	require.NoError(t, err)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintln(c, "hello over the room")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "game:hello over the room\n", line)
+	c.Close()
+	u, err := net.Dial("udp", fmt.Sprintf("127.0.0.2:%d", port))
+	require.NoError(t, err)
+	defer u.Close()
+	buf := make([]byte, 100)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		u.Write([]byte("ping"))
+		u.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, err := u.Read(buf)
+		if err == nil {
+			require.Equal(t, "game:ping", string(buf[:n]))
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "no UDP answer through the room")
+	}
+
+	// status --json from the player's machine.
+	code, out, errs := bob.run("", "status", "--json")
+	require.Equal(t, 0, code, errs)
+	var st cli.StatusOutput
+	require.NoError(t, json.Unmarshal([]byte(out), &st))
+	require.Len(t, st.Members, 2)
+	require.Equal(t, []string{fmt.Sprintf("%d/tcp", port), fmt.Sprintf("%d/udp", port)}, st.Room.Ports)
+
+	// Errors a launcher branches on.
+	for _, tc := range []struct {
+		who  *user
+		args []string
+		code int
+	}{
+		{carol, []string{"join", "roomnet://join/"}, cli.ExitUsage},
+		{carol, []string{"join", "roomnet://leave/ABCDEFGH"}, cli.ExitUsage},
+		{carol, []string{"join", "not a code!"}, cli.ExitUsage},
+		{carol, []string{"join", "ZZZZZZZZ"}, cli.ExitNotFound},
+		{carol, []string{"join", link}, cli.ExitRoomFull},
+		{nobody, []string{"rooms"}, cli.ExitUnauthorized},
+		{carol, []string{"frobnicate"}, cli.ExitUsage},
+	} {
+		code, _, errs := tc.who.run("", tc.args...)
+		require.Equal(t, tc.code, code, "%v: %s", tc.args, errs)
+	}
+	code, _, _ = nobody.run("x\n", "login", "--server", "http://127.0.0.1:1", "--username", "x", "--password-stdin")
+	require.Equal(t, cli.ExitUnreachable, code)
+	code, _, _ = nobody.run("wrong\n", "login", "--server", h.URL, "--username", "carol", "--password-stdin")
+	require.Equal(t, cli.ExitUnauthorized, code)
+	code, out, _ = alice.run("", "create", "--name", "locked", "--password", "sesame", "--json")
+	require.Equal(t, 0, code)
+	var locked struct{ ID string }
+	require.NoError(t, json.Unmarshal([]byte(out), &locked))
+	code, _, _ = carol.run("", "join", locked.ID, "--password", "wrong")
+	require.Equal(t, cli.ExitWrongPassword, code)
+	code, out, _ = carol.run("", "rooms", "--json")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "locked")
+
+	// A kick ends the player's session with its exit code.
+	code, _, errs = alice.run("", "kick", "bob")
+	require.Equal(t, 0, code, errs)
+	select {
+	case code := <-player.done:
+		require.Equal(t, cli.ExitKicked, code)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the kicked player's roomnet did not exit")
+	}
+
+	// Ctrl-C on the host leaves; the last member leaving closes the room.
+	require.NoError(t, host.cmd.Process.Signal(syscall.SIGINT))
+	select {
+	case code := <-host.done:
+		require.Equal(t, 0, code)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the host's roomnet did not exit on SIGINT")
+	}
+	code, _, _ = carol.run("", "join", link)
+	require.Equal(t, cli.ExitRoomClosed, code)
+}

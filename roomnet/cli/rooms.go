@@ -1,0 +1,243 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/roomnet/roomnet/roomnet"
+)
+
+func cmdRooms(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("rooms", env)
+	game := fs.String("game", "", "only rooms of this game")
+	asJSON := fs.Bool("json", false, "JSON output")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, _, err := client(env)
+	if err != nil {
+		return err
+	}
+	rooms, err := c.Rooms(ctx, *game)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, roomnet.RoomList{Rooms: rooms})
+	}
+	if len(rooms) == 0 {
+		fmt.Fprintln(env.Stdout, "no public rooms")
+	}
+	for _, r := range rooms {
+		lock := ""
+		if r.HasPassword {
+			lock = " (password)"
+		}
+		fmt.Fprintf(env.Stdout, "%s  %-24s %-12s %d/%d  host %s%s\n", r.ID, r.Name, r.Game, r.Members, r.MaxPlayers, r.Host, lock)
+	}
+	return nil
+}
+
+type portList []string
+
+func (p *portList) String() string     { return strings.Join(*p, ",") }
+func (p *portList) Set(v string) error { *p = append(*p, v); return nil }
+
+type createFlags struct {
+	name, game, password *string
+	max                  *int
+	private, asJSON      *bool
+	ports                portList
+}
+
+func addCreateFlags(fs *flag.FlagSet) *createFlags {
+	f := &createFlags{
+		name:     fs.String("name", "", "room name"),
+		game:     fs.String("game", "", "game"),
+		password: fs.String("password", "", "room password"),
+		max:      fs.Int("max", 8, "max players"),
+		private:  fs.Bool("private", false, "not listed; joined by invite only"),
+		asJSON:   fs.Bool("json", false, "JSON output"),
+	}
+	fs.Var(&f.ports, "port", "a game port players forward to the host, e.g. 27015/udp (repeatable)")
+	return f
+}
+
+func (f *createFlags) request() (roomnet.CreateRoom, error) {
+	if *f.name == "" {
+		*f.name = *f.game + " room"
+		if *f.game == "" {
+			return roomnet.CreateRoom{}, fail(ExitUsage, "--name or --game is required")
+		}
+	}
+	return roomnet.CreateRoom{Name: *f.name, Game: *f.game, MaxPlayers: *f.max, Public: !*f.private, Password: *f.password, Ports: f.ports}, nil
+}
+
+func cmdCreate(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("create", env)
+	f := addCreateFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	req, err := f.request()
+	if err != nil {
+		return err
+	}
+	c, _, err := client(env)
+	if err != nil {
+		return err
+	}
+	r, err := c.CreateRoom(ctx, req)
+	if err != nil {
+		return err
+	}
+	if *f.asJSON {
+		return printJSON(env.Stdout, r.Room)
+	}
+	printInvite(env, r.Room)
+	return nil
+}
+
+func printInvite(env Env, r roomnet.Room) {
+	fmt.Fprintf(env.Stdout, "room %s %q\ninvite code: %s\nlink: %s\nplayers join with: roomnet join %s\n", r.ID, r.Name, r.InviteCode, r.InviteLink, r.InviteCode)
+}
+
+// currentRoom is the room given as the only argument, or the one this
+// machine is in.
+func currentRoom(args []string, s state) (string, error) {
+	if len(args) > 0 {
+		return args[0], nil
+	}
+	if s.Room == "" {
+		return "", fail(ExitUsage, "not in a room here; name one")
+	}
+	return s.Room, nil
+}
+
+// StatusOutput is what status --json prints.
+type StatusOutput struct {
+	Room    roomnet.Room     `json:"room"`
+	Members []roomnet.Member `json:"members"`
+}
+
+func cmdStatus(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("status", env)
+	asJSON := fs.Bool("json", false, "JSON output")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, s, err := client(env)
+	if err != nil {
+		return err
+	}
+	id, err := currentRoom(fs.Args(), s)
+	if err != nil {
+		return err
+	}
+	room, err := c.Room(ctx, id)
+	if err != nil {
+		return err
+	}
+	members, err := c.Members(ctx, id)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, StatusOutput{Room: room, Members: members})
+	}
+	fmt.Fprintf(env.Stdout, "room %s %q (%s) %d/%d\n", room.ID, room.Name, room.Game, room.Members, room.MaxPlayers)
+	for _, m := range members {
+		role := "player"
+		if m.Host {
+			role = "host"
+		}
+		state, ip := "no node", ""
+		for _, n := range m.Nodes {
+			state = "offline"
+			if n.Online {
+				state = "online"
+			}
+			if len(n.IPs) > 0 {
+				ip = n.IPs[0]
+			}
+		}
+		fmt.Fprintf(env.Stdout, "  %-16s %-6s %-8s %s\n", m.Username, role, state, ip)
+	}
+	return nil
+}
+
+func cmdLeave(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("leave", env)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, s, err := client(env)
+	if err != nil {
+		return err
+	}
+	id, err := currentRoom(fs.Args(), s)
+	if err != nil {
+		return err
+	}
+	if err := c.Leave(ctx, id); err != nil {
+		var ae *roomnet.Error
+		if !errors.As(err, &ae) || ae.Code != roomnet.CodeNotMember {
+			return err
+		}
+	}
+	if s.Room == id {
+		s.Room = ""
+		_ = saveState(env, s)
+	}
+	fmt.Fprintf(env.Stdout, "left room %s\n", id)
+	return nil
+}
+
+func cmdKick(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("kick", env)
+	room := fs.String("room", "", "room id (default: the room this machine is in)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fail(ExitUsage, "usage: roomnet kick [--room ID] <member>")
+	}
+	c, s, err := client(env)
+	if err != nil {
+		return err
+	}
+	id := *room
+	if id == "" {
+		if id, err = currentRoom(nil, s); err != nil {
+			return err
+		}
+	}
+	if err := c.Kick(ctx, id, fs.Arg(0)); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "kicked %s\n", fs.Arg(0))
+	return nil
+}
+
+func cmdClose(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("close", env)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, s, err := client(env)
+	if err != nil {
+		return err
+	}
+	id, err := currentRoom(fs.Args(), s)
+	if err != nil {
+		return err
+	}
+	if err := c.CloseRoom(ctx, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "closed room %s\n", id)
+	return nil
+}

@@ -1,0 +1,243 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/roomnet/roomnet/roomnet"
+	"github.com/roomnet/roomnet/roomnet/node"
+)
+
+func cmdHost(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("host", env)
+	f := addCreateFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	req, err := f.request()
+	if err != nil {
+		return err
+	}
+	c, s, err := client(env)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stderr, "contacting server…")
+	r, err := c.CreateRoom(ctx, req)
+	if err != nil {
+		return err
+	}
+	printInvite(env, r.Room)
+	return session(ctx, env, c, s, r.Room, r.Join, true, "127.0.0.1")
+}
+
+func cmdJoin(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("join", env)
+	password := fs.String("password", "", "room password")
+	bind := fs.String("bind", "127.0.0.1", "local address the host's game ports are forwarded on")
+	// Flags may follow the target: roomnet join CODE --password x.
+	var target string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		target, args = args[0], args[1:]
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if target == "" && fs.NArg() == 1 {
+		target = fs.Arg(0)
+	}
+	if target == "" {
+		return fail(ExitUsage, "usage: roomnet join <room id | invite code | roomnet://join/CODE>")
+	}
+	roomID, invite, err := parseTarget(target)
+	if err != nil {
+		return err
+	}
+	if _, err := netip.ParseAddr(*bind); err != nil {
+		return fail(ExitUsage, "--bind: want an IP address, got %q", *bind)
+	}
+	c, s, err := client(env)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stderr, "contacting server…")
+	var grant roomnet.JoinGrant
+	if invite != "" {
+		grant, err = c.JoinInvite(ctx, invite)
+	} else {
+		grant, err = c.Join(ctx, roomID, *password)
+	}
+	if err != nil {
+		return err
+	}
+	room, err := c.Room(ctx, grant.RoomID)
+	if err != nil {
+		return err
+	}
+	return session(ctx, env, c, s, room, grant, false, *bind)
+}
+
+// session brings the node up, forwards game ports and shows the room until
+// the user stops it (then it leaves, so the node is removed at once) or
+// the server cuts the node off.
+func session(ctx context.Context, env Env, c *roomnet.Client, s state, room roomnet.Room, grant roomnet.JoinGrant, host bool, bind string) error {
+	fmt.Fprintln(env.Stderr, "key issued; bringing the node up…")
+	s.Room = room.ID
+	_ = saveState(env, s)
+	leave := func() {
+		lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Leave(lctx, room.ID)
+		s.Room = ""
+		_ = saveState(env, s)
+	}
+	dir, err := stateDir(env)
+	if err != nil {
+		leave()
+		return err
+	}
+	upCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	n, err := node.Start(upCtx, node.Options{
+		Dir:      filepath.Join(dir, "nodes", room.ID),
+		Hostname: strings.ToLower(s.Username),
+		Grant:    grant,
+	})
+	cancel()
+	if err != nil {
+		leave()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fail(ExitNodeFailed, "the node did not come up (key expired or server unreachable): %v", err)
+	}
+	defer func() {
+		n.Close()
+		os.RemoveAll(filepath.Join(dir, "nodes", room.ID))
+	}()
+	fmt.Fprintf(env.Stdout, "node up: %s in room %s\n", n.IP(), room.ID)
+
+	fw := &forwarder{n: n, bind: bind, logf: func(format string, a ...any) { fmt.Fprintf(env.Stderr, format+"\n", a...) }}
+	if host {
+		if err := fw.serveHost(ctx, room.Ports); err != nil {
+			leave()
+			return err
+		}
+	} else {
+		hostIP, err := waitHost(ctx, c, room.ID)
+		if err != nil {
+			leave()
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = n.WaitReachable(wctx, hostIP)
+		cancel()
+		if err != nil {
+			leave()
+			return fail(ExitNodeFailed, "the host's node did not answer: %v", err)
+		}
+		fmt.Fprintf(env.Stdout, "host reached at %s\n", hostIP)
+		if err := fw.servePlayer(ctx, hostIP, room.Ports); err != nil {
+			leave()
+			return err
+		}
+	}
+	defer fw.close()
+	return watch(ctx, env, c, n, room.ID, leave)
+}
+
+// waitHost returns the room address of the host's node.
+func waitHost(ctx context.Context, c *roomnet.Client, roomID string) (netip.Addr, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		members, err := c.Members(ctx, roomID)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		for _, m := range members {
+			if !m.Host {
+				continue
+			}
+			for _, nd := range m.Nodes {
+				for _, ip := range nd.IPs {
+					if a, err := netip.ParseAddr(ip); err == nil && a.Is4() {
+						return a, nil
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return netip.Addr{}, fail(ExitNodeFailed, "the host has no node in the room")
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Addr{}, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// watch prints members joining and leaving until ctx ends (then it
+// leaves) or the node is cut off (then it says why).
+func watch(ctx context.Context, env Env, c *roomnet.Client, n *node.Node, roomID string, leave func()) error {
+	seen := map[string]bool{}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if members, err := c.Members(ctx, roomID); err == nil {
+			now := map[string]bool{}
+			var names []string
+			for _, m := range members {
+				now[m.Username] = true
+				if !seen[m.Username] {
+					names = append(names, m.Username)
+				}
+			}
+			sort.Strings(names)
+			for _, name := range names {
+				fmt.Fprintf(env.Stdout, "+ %s\n", name)
+			}
+			for name := range seen {
+				if !now[name] {
+					fmt.Fprintf(env.Stdout, "- %s\n", name)
+				}
+			}
+			seen = now
+		}
+		if st, err := n.State(ctx); err == nil && st != "Running" {
+			return cutOff(c, roomID)
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(env.Stderr, "leaving…")
+			leave()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// cutOff explains why the server removed this node.
+func cutOff(c *roomnet.Client, roomID string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.RenewKey(ctx, roomID)
+	var ae *roomnet.Error
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case roomnet.CodeKicked:
+			return fail(ExitKicked, "you were kicked from the room")
+		case roomnet.CodeRoomClosed:
+			return fail(ExitRoomClosed, "the room was closed")
+		case roomnet.CodeNotMember:
+			return fail(ExitOK, "you left the room")
+		}
+	}
+	return fail(ExitNodeFailed, "the node was disconnected from the room")
+}
