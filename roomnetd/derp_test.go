@@ -16,6 +16,7 @@ import (
 
 	"github.com/roomnet/roomnet/derp/relay"
 	"github.com/roomnet/roomnet/roomnet"
+	"github.com/roomnet/roomnet/roomnet/node"
 	"github.com/roomnet/roomnet/roomnettest"
 )
 
@@ -180,4 +181,75 @@ func TestRelaysMeshAcrossARegion(t *testing.T) {
 func TestMeshNeedsAKey(t *testing.T) {
 	_, err := relay.Start(relay.Options{Listen: "127.0.0.1:0", StateDir: t.TempDir(), Logger: roomnettest.Logger(), MeshWith: []string{"https://127.0.0.1:1/derp"}})
 	require.ErrorContains(t, err, "mesh key")
+}
+
+// When a region's relay dies, members fail over to another region's relay
+// and keep reaching each other.
+func TestMembersFailOverToAnotherRegion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for netcheck to move the home relay")
+	}
+	const token = "relay-token-for-tests"
+	h := roomnettest.New(t, func(s *roomnettest.Settings) {
+		s.Config.DERP.RelayToken = token
+		s.Config.DERP.MapRefresh = time.Second
+		s.Config.DERP.RelayTTL = 2 * time.Second
+	})
+	ctx := roomnettest.Context(t, 3*time.Minute)
+	r, err := relay.Start(relay.Options{
+		Listen: "127.0.0.1:0", STUNListen: "127.0.0.1:0", StateDir: filepath.Join(t.TempDir(), "relay"),
+		Logger: roomnettest.Logger(),
+	})
+	require.NoError(t, err)
+	defer r.Close()
+	regCtx, stopHeartbeats := context.WithCancel(ctx)
+	defer stopHeartbeats()
+	go r.Register(regCtx, roomnet.NewClient(h.URL).WithToken(token), relay.Heartbeat{RegionID: 901, RegionCode: "backup", RegionName: "Backup", NodeName: "901a"}, 300*time.Millisecond)
+
+	alice, bob := h.User("alice"), h.User("bob")
+	room := createRoom(t, alice, "failover", 2)
+	host := roomnettest.Node(t, room.Join, "host")
+	player := roomnettest.Node(t, join(t, bob, room.ID), "player")
+	serveEcho(t, host, 7777)
+	for _, n := range []*node.Node{host, player} {
+		lc, err := n.Tsnet().LocalClient()
+		require.NoError(t, err)
+		eventually(t, 30*time.Second, "region 901 in the node's map", func() error {
+			m, err := lc.CurrentDERPMap(ctx)
+			if err != nil || m.Regions[901] == nil {
+				return fmt.Errorf("no region 901 yet: %v", err)
+			}
+			return nil
+		})
+	}
+	eventually(t, 30*time.Second, "members reach each other", func() error {
+		return tcpEcho(roomnettest.Context(t, 5*time.Second), player, host.IP(), 7777, "before")
+	})
+
+	// Kill whichever relay the members use now.
+	peers, err := player.Peers(ctx)
+	require.NoError(t, err)
+	using, other := peers[0].Relay, "backup"
+	switch using {
+	case h.Config.DERP.RegionCode:
+		require.NoError(t, h.Server.Relay().Close())
+	case "backup":
+		other = h.Config.DERP.RegionCode
+		stopHeartbeats()
+		require.NoError(t, r.Close())
+	default:
+		t.Fatalf("members use relay %q", using)
+	}
+	failed := time.Now()
+	eventually(t, 150*time.Second, "members reach each other through the other region", func() error {
+		if err := tcpEcho(roomnettest.Context(t, 3*time.Second), player, host.IP(), 7777, "after"); err != nil {
+			return err
+		}
+		peers, err := player.Peers(ctx)
+		if err != nil || peers[0].Relay != other {
+			return fmt.Errorf("still on %v (%v)", peers, err)
+		}
+		return nil
+	})
+	t.Logf("failed over from %s to %s in %s", using, other, time.Since(failed).Round(time.Second))
 }

@@ -72,6 +72,8 @@ type Server struct {
 	wg         sync.WaitGroup
 	log        *slog.Logger
 	meshCancel context.CancelFunc
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Start listens and serves until Close.
@@ -279,8 +281,14 @@ func (s *Server) Node(regionID int, name string) *tailcfg.DERPNode {
 	return n
 }
 
-// Close stops serving and waits for the relay's goroutines.
+// Close stops serving and waits for the relay's goroutines. It is
+// idempotent.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error
