@@ -34,41 +34,14 @@ func join(t *testing.T, c *roomnet.Client, roomID string) roomnet.JoinGrant {
 	return g
 }
 
-// serveEcho answers every TCP line and UDP datagram on the node with the
-// same bytes prefixed by "echo:".
+// serveEcho is a game server on the node's room address.
 func serveEcho(t *testing.T, n *node.Node, port uint16) {
 	t.Helper()
 	ln, err := n.Listen(port)
 	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "echo:%s\n", sc.Text())
-				}
-			}()
-		}
-	}()
 	pc, err := n.ListenPacket(port)
 	require.NoError(t, err)
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			nr, addr, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(append([]byte("echo:"), buf[:nr]...), addr)
-		}
-	}()
+	roomnettest.ServeEcho(t, ln, pc, "echo:")
 }
 
 // tcpEcho dials the peer and checks one echoed line.
@@ -208,10 +181,7 @@ func TestRoomMembersReachEachOtherOnlyInTheirRoom(t *testing.T) {
 
 func requireCode(t *testing.T, err error, status int, code string) {
 	t.Helper()
-	var ae *roomnet.Error
-	require.True(t, errors.As(err, &ae), "want API error %s, got %v", code, err)
-	require.Equal(t, status, ae.Status, ae.Error())
-	require.Equal(t, code, ae.Code, ae.Error())
+	roomnettest.RequireCode(t, err, status, code)
 }
 
 func TestKickCutsOffAtOnceAndForGood(t *testing.T) {

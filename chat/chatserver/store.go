@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/glebarez/sqlite"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
-	"gorm.io/gorm/logger"
+
+	"github.com/roomnet/roomnet/internal/gormdb"
 )
 
 // StoredMessage is a message row. (conv, seq) is the key; (conv,
@@ -75,25 +74,9 @@ var _ Store = (*GormStore)(nil)
 
 // OpenStore opens driver ("sqlite" or "postgres") at dsn and migrates.
 func OpenStore(driver, dsn string) (*GormStore, error) {
-	var dial gorm.Dialector
-	switch driver {
-	case "sqlite":
-		dial = sqlite.Open(dsn + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)")
-	case "postgres":
-		dial = postgres.Open(dsn)
-	default:
-		return nil, fmt.Errorf("opening chat store: unknown driver %q", driver)
-	}
-	db, err := gorm.Open(dial, &gorm.Config{Logger: logger.Discard, TranslateError: true, SkipDefaultTransaction: true})
+	db, err := gormdb.Open(driver, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening chat store: %w", err)
-	}
-	if driver == "sqlite" {
-		sqlDB, err := db.DB()
-		if err != nil {
-			return nil, err
-		}
-		sqlDB.SetMaxOpenConns(1)
 	}
 	if err := db.AutoMigrate(&StoredMessage{}, &Cursor{}); err != nil {
 		return nil, fmt.Errorf("migrating chat store: %w", err)

@@ -3,7 +3,6 @@ package api_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -42,10 +41,7 @@ func raw(t *testing.T, method, url, token, body string) (int, roomnet.ErrorBody)
 
 func requireCode(t *testing.T, err error, status int, code string) {
 	t.Helper()
-	var ae *roomnet.Error
-	require.True(t, errors.As(err, &ae), "want API error %s, got %v", code, err)
-	require.Equal(t, status, ae.Status, ae.Error())
-	require.Equal(t, code, ae.Code, ae.Error())
+	roomnettest.RequireCode(t, err, status, code)
 }
 
 func TestBadInputIsRefusedAndStoresNothing(t *testing.T) {

@@ -9,13 +9,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/glebarez/sqlite"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
-	"gorm.io/gorm/logger"
 
 	cp "github.com/roomnet/roomnet/controlplane"
+	"github.com/roomnet/roomnet/internal/gormdb"
 )
 
 // Store is the control plane database.
@@ -26,25 +24,9 @@ type Store struct {
 
 // Open connects to driver ("sqlite" or "postgres") at dsn and migrates.
 func Open(driver, dsn string) (*Store, error) {
-	var dial gorm.Dialector
-	switch driver {
-	case "sqlite":
-		dial = sqlite.Open(dsn + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)")
-	case "postgres":
-		dial = postgres.Open(dsn)
-	default:
-		return nil, fmt.Errorf("opening store: unknown driver %q", driver)
-	}
-	db, err := gorm.Open(dial, &gorm.Config{Logger: logger.Discard, TranslateError: true})
+	db, err := gormdb.Open(driver, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s store: %w", driver, err)
-	}
-	if driver == "sqlite" {
-		sqlDB, err := db.DB()
-		if err != nil {
-			return nil, fmt.Errorf("opening sqlite store: %w", err)
-		}
-		sqlDB.SetMaxOpenConns(1) // one writer; WAL keeps readers cheap
+		return nil, fmt.Errorf("opening store: %w", err)
 	}
 	if err := db.AutoMigrate(&cp.User{}, &cp.Token{}, &cp.Room{}, &cp.Member{}, &cp.JoinKey{}); err != nil {
 		return nil, fmt.Errorf("migrating store: %w", err)

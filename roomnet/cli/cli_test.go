@@ -149,35 +149,9 @@ func freePort(t *testing.T) int {
 func fakeGame(t *testing.T, port int) {
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "game:%s\n", sc.Text())
-				}
-			}()
-		}
-	}()
 	pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 	require.NoError(t, err)
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, a, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(append([]byte("game:"), buf[:n]...), a)
-		}
-	}()
+	roomnettest.ServeEcho(t, ln, pc, "game:")
 }
 
 func TestHostAndJoinWithTheRealBinary(t *testing.T) {

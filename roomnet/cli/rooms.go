@@ -105,6 +105,16 @@ func printInvite(env Env, r roomnet.Room) {
 	fmt.Fprintf(env.Stdout, "room %s %q\ninvite code: %s\nlink: %s\nplayers join with: roomnet join %s\n", r.ID, r.Name, r.InviteCode, r.InviteLink, r.InviteCode)
 }
 
+// roomTarget returns a signed-in client and the room a command is about.
+func roomTarget(env Env, args []string) (*roomnet.Client, state, string, error) {
+	c, s, err := client(env)
+	if err != nil {
+		return nil, s, "", err
+	}
+	id, err := currentRoom(args, s)
+	return c, s, id, err
+}
+
 // currentRoom is the room given as the only argument, or the one this
 // machine is in.
 func currentRoom(args []string, s state) (string, error) {
@@ -129,11 +139,7 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, s, err := client(env)
-	if err != nil {
-		return err
-	}
-	id, err := currentRoom(fs.Args(), s)
+	c, _, id, err := roomTarget(env, fs.Args())
 	if err != nil {
 		return err
 	}
@@ -174,11 +180,7 @@ func cmdLeave(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, s, err := client(env)
-	if err != nil {
-		return err
-	}
-	id, err := currentRoom(fs.Args(), s)
+	c, s, id, err := roomTarget(env, fs.Args())
 	if err != nil {
 		return err
 	}
@@ -227,11 +229,7 @@ func cmdClose(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, s, err := client(env)
-	if err != nil {
-		return err
-	}
-	id, err := currentRoom(fs.Args(), s)
+	c, _, id, err := roomTarget(env, fs.Args())
 	if err != nil {
 		return err
 	}
