@@ -1,9 +1,11 @@
 package roomnetd_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +67,6 @@ func TestOfficialTailscaleClientJoins(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, cli, append([]string{"--socket=" + sock}, args...)...)
-		cmd.Stdin = strings.NewReader("hello official\n")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -107,13 +108,34 @@ func TestOfficialTailscaleClientJoins(t *testing.T) {
 		}
 		return fmt.Errorf("peers: %+v", st.Peer)
 	})
-	eventually(t, 30*time.Second, "official client reaches the host over TCP", func() error {
-		out, err := run(8*time.Second, "nc", host.IP().String(), "7777")
-		if !strings.Contains(out, "echo:hello official") {
-			return fmt.Errorf("nc: %v: %q", err, out)
+	// tailscale nc exits at the end of its input, so the input stays open
+	// until the echo has come back.
+	nc := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, cli, "--socket="+sock, "nc", host.IP().String(), "7777")
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		defer func() { in.Close(); cmd.Process.Kill(); cmd.Wait() }()
+		if _, err := io.WriteString(in, "hello official\n"); err != nil {
+			return err
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if line != "echo:hello official\n" {
+			return fmt.Errorf("nc read %q: %v", line, err)
 		}
 		return nil
-	})
+	}
+	eventually(t, 60*time.Second, "official client reaches the host over TCP", nc)
 
 	require.NoError(t, alice.Kick(roomnettest.Context(t, 10*time.Second), room.ID, "bob"))
 	eventually(t, 10*time.Second, "kicked official client stops", func() error {
