@@ -185,6 +185,8 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 	// 127.0.0.2, over TCP and UDP, through two userspace nodes.
 	player := bob.start("join", link, "--bind", "127.0.0.2")
 	player.await(t, "host reached at")
+	player.await(t, "+ alice")
+	require.Contains(t, player.await(t, "  alice "), "relayed via roomnet", "the live view shows how the host is reached")
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.2:%d", port), 10*time.Second)
 	require.NoError(t, err)
 	c.SetDeadline(time.Now().Add(20 * time.Second))

@@ -183,13 +183,15 @@ func waitHost(ctx context.Context, c *roomnet.Client, roomID string) (netip.Addr
 	}
 }
 
-// watch prints members joining and leaving until ctx ends (then it
-// leaves) or the node is cut off (then it says why).
+// watch prints members joining and leaving, and how this node reaches
+// each (direct or relayed, round trip), until ctx ends (then it leaves)
+// or the node is cut off (then it says why).
 func watch(ctx context.Context, env Env, c *roomnet.Client, n *node.Node, roomID string, leave func()) error {
 	seen := map[string]bool{}
+	paths := map[string]string{} // member → last printed path
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for {
+	for tick := 0; ; tick++ {
 		if members, err := c.Members(ctx, roomID); err == nil {
 			now := map[string]bool{}
 			var names []string
@@ -206,9 +208,13 @@ func watch(ctx context.Context, env Env, c *roomnet.Client, n *node.Node, roomID
 			for name := range seen {
 				if !now[name] {
 					fmt.Fprintf(env.Stdout, "- %s\n", name)
+					delete(paths, name)
 				}
 			}
 			seen = now
+			if tick%5 == 0 {
+				printPaths(ctx, env, n, members, paths)
+			}
 		}
 		if st, err := n.State(ctx); err == nil && st != "Running" {
 			return cutOff(c, roomID)
@@ -219,6 +225,48 @@ func watch(ctx context.Context, env Env, c *roomnet.Client, n *node.Node, roomID
 			leave()
 			return nil
 		case <-t.C:
+		}
+	}
+}
+
+// printPaths prints, for members whose path changed, whether this node
+// reaches them directly or through a relay, and the round trip.
+func printPaths(ctx context.Context, env Env, n *node.Node, members []roomnet.Member, printed map[string]string) {
+	peers, err := n.Peers(ctx)
+	if err != nil {
+		return
+	}
+	byIP := map[string]node.Peer{}
+	for _, p := range peers {
+		for _, ip := range p.IPs {
+			byIP[ip.String()] = p
+		}
+	}
+	for _, m := range members {
+		for _, nd := range m.Nodes {
+			for _, ip := range nd.IPs {
+				p, ok := byIP[ip]
+				if !ok || p.Expired {
+					continue
+				}
+				path := "relayed via " + p.Relay
+				if p.Direct {
+					path = "direct " + p.CurAddr
+				}
+				if printed[m.Username] == path {
+					continue
+				}
+				printed[m.Username] = path
+				rtt := ""
+				if a, err := netip.ParseAddr(ip); err == nil {
+					pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+					if d, err := n.Ping(pctx, a); err == nil {
+						rtt = fmt.Sprintf(", %d ms", d.Milliseconds())
+					}
+					cancel()
+				}
+				fmt.Fprintf(env.Stdout, "  %s %s %s%s\n", m.Username, ip, path, rtt)
+			}
 		}
 	}
 }

@@ -215,6 +215,19 @@ func (n *Node) WaitReachable(ctx context.Context, ip netip.Addr) error {
 	}
 }
 
+// Ping measures the round trip to a peer with a disco ping (no IP stack,
+// no game traffic).
+func (n *Node) Ping(ctx context.Context, ip netip.Addr) (time.Duration, error) {
+	res, err := n.lc.Ping(ctx, ip, tailcfg.PingDisco)
+	if err != nil {
+		return 0, err
+	}
+	if res.Err != "" {
+		return 0, errors.New(res.Err)
+	}
+	return time.Duration(res.LatencySeconds * float64(time.Second)), nil
+}
+
 // Dial connects to a peer of the room; any other address is refused.
 func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	ap, err := netip.ParseAddrPort(addr)
