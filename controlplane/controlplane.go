@@ -95,6 +95,7 @@ const (
 	EventMemberKicked EventType = "member_kicked"
 	EventHostChanged  EventType = "host_changed"
 	EventRoomClosed   EventType = "room_closed"
+	EventUserBanned   EventType = "user_banned" // every session of the user ends
 )
 
 // Event is what a mutation changed.

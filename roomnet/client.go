@@ -223,3 +223,13 @@ func (c *Client) Relays(ctx context.Context) ([]Relay, error) {
 	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/relays", nil, &l)
 	return l.Relays, err
 }
+
+// Ban bars a user: tokens revoked, rooms left, chat ended (admins only).
+func (c *Client) Ban(ctx context.Context, username string) error {
+	return c.Do(ctx, http.MethodPost, APIVersionPrefix+"/users/"+url.PathEscape(username)+"/ban", nil, nil)
+}
+
+// Unban lifts a ban (admins only).
+func (c *Client) Unban(ctx context.Context, username string) error {
+	return c.Do(ctx, http.MethodPost, APIVersionPrefix+"/users/"+url.PathEscape(username)+"/unban", nil, nil)
+}

@@ -912,6 +912,10 @@ func (s *Server) applyLocal(ev MembershipEvent) {
 		}
 	}
 	switch ev.Type {
+	case "user_banned":
+		for c := range s.byUser[ev.UserID] {
+			go c.shutdown(chat.CloseSessionRevoked, "account banned")
+		}
 	case "member_joined":
 		for c := range s.byUser[ev.UserID] {
 			c.allow(conv)

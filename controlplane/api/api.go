@@ -108,6 +108,8 @@ func New(o Options) *echo.Echo {
 	a.POST("/auth/logout", s.logout)
 	a.GET("/me", s.me)
 	a.GET("/users", s.users)
+	a.POST("/users/:username/ban", s.ban)
+	a.POST("/users/:username/unban", s.unban)
 	a.GET("/rooms", s.listRooms)
 	a.POST("/rooms", s.createRoom)
 	a.GET("/rooms/:id", s.getRoom)

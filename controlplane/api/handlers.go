@@ -207,3 +207,19 @@ func (s *server) members(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, out)
 }
+
+func (s *server) ban(c echo.Context) error {
+	events, err := s.svc.Ban(c.Request().Context(), actor(c), c.Param("username"))
+	s.publish(c, events) // what happened before an error happened
+	if err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *server) unban(c echo.Context) error {
+	if err := s.svc.Unban(c.Request().Context(), actor(c), c.Param("username")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

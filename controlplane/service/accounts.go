@@ -144,3 +144,47 @@ func (s *Service) ListUsers(ctx context.Context, actor cp.User, after uint64, li
 	}
 	return s.store.ListUsers(ctx, after, limit)
 }
+
+// Ban bars a user (admins only): their tokens are revoked, they leave every
+// room (their nodes are cut off) and their chat sessions end.
+func (s *Service) Ban(ctx context.Context, actor cp.User, username string) ([]cp.Event, error) {
+	if !actor.IsAdmin() {
+		return nil, cp.ErrForbidden
+	}
+	target, err := s.store.UserByName(ctx, username)
+	if err != nil {
+		return nil, err
+	}
+	if target.ID == actor.ID {
+		return nil, cp.Invalid("admins cannot ban themselves")
+	}
+	now := s.now()
+	if err := s.store.SetBanned(ctx, target.ID, &now); err != nil {
+		return nil, fmt.Errorf("banning: %w", err)
+	}
+	rooms, err := s.store.RoomsOf(ctx, target.ID)
+	if err != nil {
+		return nil, err
+	}
+	events := []cp.Event{{Type: cp.EventUserBanned, UserID: target.ID, Username: target.Username, ActorID: actor.ID, At: now}}
+	for _, roomID := range rooms {
+		evs, err := s.Leave(ctx, target, roomID)
+		if err != nil && !errors.Is(err, cp.ErrNotMember) && !errors.Is(err, cp.ErrRoomClosed) {
+			return events, fmt.Errorf("removing a banned user from room %s: %w", roomID, err)
+		}
+		events = append(events, evs...)
+	}
+	return events, nil
+}
+
+// Unban lifts a ban (admins only); the user logs in again.
+func (s *Service) Unban(ctx context.Context, actor cp.User, username string) error {
+	if !actor.IsAdmin() {
+		return cp.ErrForbidden
+	}
+	target, err := s.store.UserByName(ctx, username)
+	if err != nil {
+		return err
+	}
+	return s.store.SetBanned(ctx, target.ID, nil)
+}

@@ -372,3 +372,17 @@ func (s *Store) RoomsOf(ctx context.Context, userID uint64) ([]string, error) {
 		Where("members.user_id = ? AND members.state = ?", userID, cp.MemberActive).Scan(&ids).Error
 	return ids, err
 }
+
+// SetBanned sets or clears a user's ban and, when banning, revokes every
+// token of the user in the same transaction.
+func (s *Store) SetBanned(ctx context.Context, userID uint64, at *time.Time) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&cp.User{}).Where("id = ?", userID).Update("banned_at", at).Error; err != nil {
+			return err
+		}
+		if at != nil {
+			return tx.Where("user_id = ?", userID).Delete(&cp.Token{}).Error
+		}
+		return nil
+	})
+}
