@@ -261,7 +261,12 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, user User) {
 	convs := c.convList()
 	tops, err := s.store.MaxSeqs(ctx, convs)
 	if err != nil {
+		s.log.Error("starting a chat session", "user", user.Name, "err", err)
 		c.shutdown(chat.CloseShutdown, "storage unavailable; try again")
+		<-c.done
+		s.unregister(c)
+		s.dl.remove(c)
+		return
 	}
 	states := make([]chat.ConvState, len(convs))
 	for i, conv := range convs {
