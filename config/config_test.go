@@ -159,3 +159,14 @@ func TestRelayConfig(t *testing.T) {
 		}
 	}
 }
+
+// The example deployment config stays loadable.
+func TestDeployExampleLoads(t *testing.T) {
+	c, err := Load([]string{"--config", "../deploy/roomnetd.example.yaml"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicURL != "https://rooms.example.com" || c.DERP.Hostname != "derp1.example.com" || c.Rooms.MaxRoomsPerUser != 5 {
+		t.Fatalf("%+v", c)
+	}
+}
