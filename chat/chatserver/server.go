@@ -52,6 +52,9 @@ type Options struct {
 	MaxBatch      int           // messages per group commit [256]
 	CursorFlush   time.Duration // [500ms]
 	MaxViolations int           // rate or frame errors before a disconnect [50]
+	// Deadline is how long a client may stay silent given its announced
+	// heartbeat interval and RTT [chat.Deadline].
+	Deadline func(interval, srtt time.Duration) time.Duration
 }
 
 func (o *Options) defaults() {
@@ -84,6 +87,9 @@ func (o *Options) defaults() {
 	}
 	if o.CursorFlush == 0 {
 		o.CursorFlush = 500 * time.Millisecond
+	}
+	if o.Deadline == nil {
+		o.Deadline = chat.Deadline
 	}
 }
 
@@ -256,7 +262,7 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, user User) {
 	s.wg.Add(1)
 	defer s.wg.Done()
 	go c.writeLoop()
-	s.dl.set(c, time.Now().Add(chat.Deadline(chat.MaxHeartbeat, 0)))
+	s.dl.set(c, time.Now().Add(s.opts.Deadline(chat.MaxHeartbeat, 0)))
 	// Newest seqs after subscribing: everything above them is pushed.
 	convs := c.convList()
 	tops, err := s.store.MaxSeqs(ctx, convs)
@@ -342,7 +348,7 @@ func (s *Server) readLoop(ctx context.Context, c *conn) {
 			return
 		}
 		c.mu.Lock()
-		deadline := chat.Deadline(c.interval, c.rtt)
+		deadline := s.opts.Deadline(c.interval, c.rtt)
 		c.mu.Unlock()
 		s.dl.set(c, time.Now().Add(deadline))
 		if !c.frames.Allow() {
@@ -400,7 +406,7 @@ func (s *Server) handle(ctx context.Context, c *conn, f chat.Frame) {
 		c.mu.Lock()
 		c.rtt = time.Duration(max(f.RTT, 0)) * time.Millisecond
 		c.interval = time.Duration(max(f.Interval, 0)) * time.Millisecond
-		deadline := chat.Deadline(c.interval, c.rtt)
+		deadline := s.opts.Deadline(c.interval, c.rtt)
 		c.mu.Unlock()
 		s.dl.set(c, time.Now().Add(deadline))
 		c.sendFrame(chat.Frame{Type: chat.TypePong, Ref: f.Ref, TS: f.TS, ServerTS: time.Now().UnixMilli()})
