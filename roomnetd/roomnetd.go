@@ -296,9 +296,6 @@ func (s *Server) URL() string { return s.url }
 // Headscale returns the embedded Headscale's supervisor (nil when external).
 func (s *Server) Headscale() *embedded.Supervisor { return s.hs }
 
-// Relays returns the relay registry (the DERP map's source).
-func (s *Server) Relays() *relays.Registry { return s.relays }
-
 // Relay returns the embedded DERP relay (nil when disabled).
 func (s *Server) Relay() *relay.Server { return s.relay }
 

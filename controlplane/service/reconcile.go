@@ -172,7 +172,8 @@ func (s *Service) reconcileShard(ctx context.Context, sh Shard, rep *Report) err
 	return errors.Join(errs...)
 }
 
-// RunReconciler reconciles every interval until ctx ends.
+// RunReconciler reconciles every interval until ctx ends, and removes
+// expired bearer tokens as it goes.
 func (s *Service) RunReconciler(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -185,6 +186,11 @@ func (s *Service) RunReconciler(ctx context.Context, interval time.Duration) {
 		rep, err := s.Reconcile(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("reconciliation incomplete", "err", err)
+		}
+		if n, err := s.store.DeleteExpiredTokens(ctx, s.now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("removing expired tokens", "err", err)
+		} else if n > 0 {
+			s.log.Debug("removed expired tokens", "count", n)
 		}
 		if rep.Users+rep.Nodes+rep.Keys > 0 || rep.PolicySet {
 			s.log.Info("reconciled", "users", rep.Users, "nodes", rep.Nodes, "keys", rep.Keys, "policy_set", rep.PolicySet)

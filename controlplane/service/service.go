@@ -118,9 +118,6 @@ func (s *Service) Close() {
 	s.pending.Wait()
 }
 
-// Store returns the service's store (for read-only views like metrics).
-func (s *Service) Store() *store.Store { return s.store }
-
 // lock serializes mutations of one room within this process; the
 // database transaction serializes them across processes.
 func (s *Service) lock(roomID string) func() {

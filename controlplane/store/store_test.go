@@ -102,3 +102,33 @@ func TestStoreOnEveryEngine(t *testing.T) {
 		})
 	}
 }
+
+func TestExpiredTokensAreRemoved(t *testing.T) {
+	ctx := context.Background()
+	for _, e := range dbtest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			s, err := store.Open(e.Driver, e.DSN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			u := cp.User{Username: "alice", PasswordHash: []byte("x"), Role: cp.RolePlayer}
+			if err := s.CreateUser(ctx, &u); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			for i, exp := range []time.Time{now.Add(-time.Hour), now.Add(-time.Minute), now.Add(time.Hour)} {
+				if err := s.CreateToken(ctx, &cp.Token{Hash: []byte{byte(i)}, UserID: u.ID, ExpiresAt: exp}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := s.DeleteExpiredTokens(ctx, now)
+			if err != nil || n != 2 {
+				t.Fatalf("removed %d, err %v; want the 2 expired", n, err)
+			}
+			if _, err := s.TokenUser(ctx, []byte{2}, now); err != nil {
+				t.Fatalf("the live token went too: %v", err)
+			}
+		})
+	}
+}
