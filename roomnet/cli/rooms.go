@@ -76,21 +76,29 @@ func (f *createFlags) request() (roomnet.CreateRoom, error) {
 	return roomnet.CreateRoom{Name: *f.name, Game: *f.game, MaxPlayers: *f.max, Public: !*f.private, Password: *f.password, Ports: f.ports}, nil
 }
 
-func cmdCreate(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("create", env)
+// createRoom parses the create flags and creates the room.
+func createRoom(ctx context.Context, name string, args []string, env Env) (*createFlags, *roomnet.Client, state, roomnet.CreateRoomResponse, error) {
+	fs := newFlags(name, env)
 	f := addCreateFlags(fs)
+	var r roomnet.CreateRoomResponse
 	if err := parse(fs, args); err != nil {
-		return err
+		return f, nil, state{}, r, err
 	}
 	req, err := f.request()
 	if err != nil {
-		return err
+		return f, nil, state{}, r, err
 	}
-	c, _, err := client(env)
+	c, s, err := client(env)
 	if err != nil {
-		return err
+		return f, nil, s, r, err
 	}
-	r, err := c.CreateRoom(ctx, req)
+	fmt.Fprintln(env.Stderr, "contacting server…")
+	r, err = c.CreateRoom(ctx, req)
+	return f, c, s, r, err
+}
+
+func cmdCreate(ctx context.Context, args []string, env Env) error {
+	f, _, _, r, err := createRoom(ctx, "create", args, env)
 	if err != nil {
 		return err
 	}

@@ -16,21 +16,7 @@ import (
 )
 
 func cmdHost(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("host", env)
-	f := addCreateFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	req, err := f.request()
-	if err != nil {
-		return err
-	}
-	c, s, err := client(env)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(env.Stderr, "contacting server…")
-	r, err := c.CreateRoom(ctx, req)
+	_, c, s, r, err := createRoom(ctx, "host", args, env)
 	if err != nil {
 		return err
 	}
