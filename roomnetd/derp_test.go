@@ -49,11 +49,16 @@ func TestRelayRefusesUnknownNodeKeys(t *testing.T) {
 
 	stranger := key.NewNode()
 	c := derpClient(t, stranger, r)
-	_ = c.Connect(ctx)                 // the handshake may complete before the verdict
-	time.Sleep(500 * time.Millisecond) // give a wrongly admitted client time to show up
+	_ = c.Connect(ctx) // the handshake may complete before the verdict
+	recvErr := make(chan error, 1)
+	go func() { _, err := c.Recv(); recvErr <- err }()
+	select {
+	case err := <-recvErr:
+		require.Error(t, err, "the relay must close an unknown node's connection")
+	case <-ctx.Done():
+		t.Fatal("the relay kept an unknown node's connection open")
+	}
 	require.False(t, r.Connected(stranger.Public()), "an unknown node key was admitted")
-	_, err = c.Recv()
-	require.Error(t, err, "the relay must close an unknown node's connection")
 }
 
 // A standalone relay that heartbeats joins the DERP map Headscale hands to
