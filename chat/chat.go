@@ -28,6 +28,7 @@ const (
 	TypeJoin    = "join"    // subscribe to a lobby
 	TypeLeave   = "leave"   // unsubscribe from a lobby
 	TypeOpenDM  = "open_dm" // the direct conversation with a user
+	TypePull    = "pull"    // messages after a seq, answered by a page that may be compressed
 )
 
 // Frame types, server to client.
@@ -37,11 +38,11 @@ const (
 	TypeSent    = "sent"    // a send is durable: its seq (C2S ack)
 	TypeMsg     = "msg"     // a message in a conversation
 	TypeReceipt = "receipt" // a direct message was delivered (S2C receipt)
-	TypePage    = "page"    // answer to history
+	TypePage    = "page"    // answer to history and pull
 	TypePong    = "pong"    // answer to ping
 	TypeJoined  = "joined"  // answer to join / open_dm: a conversation
 	TypeRemoved = "removed" // you are no longer in a conversation
-	TypeNotify  = "notify"  // newer messages exist; pull them (storm mode, slow consumers)
+	TypeNotify  = "notify"  // newer messages exist up to seq; pull them (storm mode, slow consumers)
 	TypeError   = "error"   // a typed error, with the ref of the frame it answers
 )
 
@@ -159,6 +160,7 @@ type Frame struct {
 	After       uint64            `json:"after,omitempty"`
 	Limit       int               `json:"limit,omitempty"`
 	Username    string            `json:"username,omitempty"`
+	Codec       string            `json:"codec,omitempty"` // pull: "zstd" or "deflate"; empty: plain text
 
 	// ping / pong
 	RTT      int   `json:"rtt_ms,omitempty"`      // client's smoothed RTT
@@ -215,7 +217,7 @@ type ErrorDetail struct {
 	Message string `json:"message"`
 }
 
-// MaxFrameBytes bounds a frame on the wire.
+// MaxFrameBytes bounds a client's frame on the wire.
 const MaxFrameBytes = 64 << 10
 
 // ErrDecode wraps every decoding failure.
@@ -223,10 +225,16 @@ var ErrDecode = errors.New("chat: bad frame")
 
 // Decode parses one frame, refusing unknown fields, trailing data, frames
 // over MaxFrameBytes and frames without a type.
-func Decode(b []byte) (Frame, error) {
+func Decode(b []byte) (Frame, error) { return decode(b, MaxFrameBytes) }
+
+// DecodeServer parses a frame from the server, whose pages may be larger
+// than a client's frames: up to MaxBatchBytes.
+func DecodeServer(b []byte) (Frame, error) { return decode(b, MaxBatchBytes) }
+
+func decode(b []byte, limit int) (Frame, error) {
 	var f Frame
-	if len(b) > MaxFrameBytes {
-		return f, fmt.Errorf("%w: %d bytes, limit %d", ErrDecode, len(b), MaxFrameBytes)
+	if len(b) > limit {
+		return f, fmt.Errorf("%w: %d bytes, limit %d", ErrDecode, len(b), limit)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

@@ -52,7 +52,12 @@ type Options struct {
 	// Events is the event channel's capacity [4096]; a consumer that
 	// falls behind blocks delivery, it never loses events.
 	Events int
-	Dialer *websocket.Dialer
+	// Codec is the compression asked for pulled batches: "zstd",
+	// "deflate", or "none" for plain text [zstd].
+	Codec string
+	// PullLimit is how many messages one pull asks for [200].
+	PullLimit int
+	Dialer    *websocket.Dialer
 }
 
 func (o *Options) defaults() {
@@ -82,6 +87,15 @@ func (o *Options) defaults() {
 	}
 	if o.Events == 0 {
 		o.Events = 4096
+	}
+	if o.Codec == "" {
+		o.Codec = chat.CodecNameZstd
+	}
+	if o.Codec == "none" {
+		o.Codec = ""
+	}
+	if o.PullLimit == 0 {
+		o.PullLimit = 200
 	}
 	if o.Dialer == nil {
 		o.Dialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
@@ -180,11 +194,17 @@ type Client struct {
 	connOnce  sync.Once
 	closeOnce sync.Once
 	fatal     error
+	unzip     *chat.Decompressor
 }
 
 // Stats counts what the client did.
 type Stats struct {
 	Duplicates, GapFills, Resends, Reconnects, Failed int
+	// Notifies counts notify frames; Pulls the pulls they and gaps caused.
+	Notifies, Pulls int
+	// Batches counts compressed pages; BatchBytes their bytes on the
+	// wire, BatchRaw their bytes once decompressed.
+	Batches, BatchBytes, BatchRaw int
 }
 
 // Dial connects and returns once the first session is up, ctx ends, or
@@ -195,7 +215,7 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	c := &Client{
 		opts: o, events: make(chan Event, o.Events), pending: map[string]*Pending{},
 		convs: map[string]*convState{}, waiters: map[string]chan chat.Frame{}, lobbies: map[string]bool{},
-		ctx: cctx, cancel: cancel, connected: make(chan struct{}),
+		ctx: cctx, cancel: cancel, connected: make(chan struct{}), unzip: chat.NewDecompressor(),
 	}
 	c.wg.Add(2)
 	go c.run()
@@ -514,7 +534,7 @@ func (c *Client) session1() (int, error) {
 	}()
 	for {
 		_ = ws.SetReadDeadline(time.Now().Add(chat.Deadline(chat.MaxHeartbeat, 0)))
-		_, b, err := ws.ReadMessage()
+		kind, b, err := ws.ReadMessage()
 		if err != nil {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
@@ -522,7 +542,19 @@ func (c *Client) session1() (int, error) {
 			}
 			return 0, err
 		}
-		f, err := chat.Decode(b)
+		if kind == websocket.BinaryMessage {
+			raw, err := c.unzip.Decompress(b)
+			if err != nil {
+				continue // the gap timer pulls again
+			}
+			c.mu.Lock()
+			c.stats.Batches++
+			c.stats.BatchBytes += len(b)
+			c.stats.BatchRaw += len(raw)
+			c.mu.Unlock()
+			b = raw
+		}
+		f, err := chat.DecodeServer(b)
 		if err != nil {
 			continue // a newer server may add frames; skip what we cannot read
 		}
@@ -562,6 +594,7 @@ func (c *Client) handle(f chat.Frame) {
 		c.onSynced(f)
 	case chat.TypeNotify:
 		c.mu.Lock()
+		c.stats.Notifies++
 		st := c.conv(f.Conv)
 		st.maxSeq = max(st.maxSeq, f.Seq)
 		fill := st.buf.Known() && f.Seq > st.buf.Position()
@@ -706,7 +739,10 @@ func (c *Client) deliver(msgs []chat.Message) {
 	c.emitMessages(out)
 }
 
-// fill asks for the messages after the contiguous position of conv.
+// fill pulls the messages after the contiguous position of conv. One pull
+// per conversation is in flight: notifies that arrive meanwhile only raise
+// the known newest seq, and the answer's arrival pulls again while that
+// is ahead. Pulls are answered by pages, compressed when large.
 func (c *Client) fill(conv string) {
 	c.mu.Lock()
 	st := c.conv(conv)
@@ -716,9 +752,9 @@ func (c *Client) fill(conv string) {
 	}
 	st.fetching = time.Now()
 	after := st.buf.Position()
-	c.stats.GapFills++
+	c.stats.Pulls++
 	c.mu.Unlock()
-	_ = c.write(chat.Frame{Type: chat.TypeHistory, Ref: "gap:" + conv, Conv: conv, After: after, Limit: 200})
+	_ = c.write(chat.Frame{Type: chat.TypePull, Conv: conv, After: after, Limit: c.opts.PullLimit, Codec: c.opts.Codec})
 }
 
 func (c *Client) onGapPage(f chat.Frame) {
@@ -728,7 +764,7 @@ func (c *Client) onGapPage(f chat.Frame) {
 	c.deliver(f.Messages)
 	c.mu.Lock()
 	st := c.conv(f.Conv)
-	again := f.HasMore || st.maxSeq > st.buf.Position() && len(f.Messages) > 0 && st.buf.Buffered() > 0
+	again := f.HasMore || st.maxSeq > st.buf.Position() && len(f.Messages) > 0
 	c.mu.Unlock()
 	if again {
 		c.fill(f.Conv)
@@ -795,6 +831,7 @@ func (c *Client) tick() {
 		}
 		for conv, st := range c.convs {
 			if st.buf.GapOpen(now, c.opts.GapTimeout) {
+				c.stats.GapFills++
 				gaps = append(gaps, conv)
 			}
 			if pos := st.buf.Position(); pos > st.acked && !st.removed {

@@ -12,6 +12,11 @@ type metrics struct {
 	heartbeatClosed prometheus.Counter
 	violations      prometheus.Counter
 	commitLatency   prometheus.Histogram
+	stormChanges    *prometheus.CounterVec
+	notifies        prometheus.Counter
+	pulls           *prometheus.CounterVec
+	compressIn      prometheus.Counter
+	compressOut     prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, s *Server) metrics {
@@ -24,10 +29,19 @@ func newMetrics(reg *prometheus.Registry, s *Server) metrics {
 		slowClosed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_slow_consumer_closed_total", Help: "Connections closed for a full priority lane."}),
 		heartbeatClosed: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_heartbeat_closed_total", Help: "Connections closed for missed heartbeats."}),
 		violations:      prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_violations_total", Help: "Rate-limited or malformed frames."}),
+		stormChanges:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomnet_chat_storm_changes_total", Help: "Lobby mode changes by the mode entered (storm, direct)."}, []string{"mode"}),
+		notifies:        prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_storm_notifies_total", Help: "Notifies handed to connections by storm mode."}),
+		pulls:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomnet_chat_pulls_total", Help: "Pull answers by source (built, cached)."}, []string{"source"}),
+		compressIn:      prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_compress_in_bytes_total", Help: "Bytes of pages before compression."}),
+		compressOut:     prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_compress_out_bytes_total", Help: "Bytes of pages after compression."}),
 		commitLatency:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomnet_chat_commit_seconds", Help: "Submit to durable write.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.framesIn, m.stored, m.dedupes, m.fanout, m.bulkDropped, m.slowClosed, m.heartbeatClosed, m.violations, m.commitLatency,
+			m.stormChanges, m.notifies, m.pulls, m.compressIn, m.compressOut,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomnet_chat_storm_lobbies", Help: "Lobbies in storm mode."}, func() float64 {
+				return float64(s.storms.count())
+			}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomnet_chat_connections", Help: "Open chat connections."}, func() float64 {
 				return float64(s.Stats().Connections)
 			}))

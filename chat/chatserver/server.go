@@ -8,6 +8,7 @@
 package chatserver
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -55,6 +56,14 @@ type Options struct {
 	// Deadline is how long a client may stay silent given its announced
 	// heartbeat interval and RTT [chat.Deadline].
 	Deadline func(interval, srtt time.Duration) time.Duration
+
+	// Storm mode of lobbies: entered at StormEnter messages per second
+	// [100] measured over StormWindow [1s], left below StormExit [50];
+	// subscribers then get a notify at most every NotifyInterval [250ms].
+	StormEnter     float64
+	StormExit      float64
+	StormWindow    time.Duration
+	NotifyInterval time.Duration
 }
 
 func (o *Options) defaults() {
@@ -91,6 +100,18 @@ func (o *Options) defaults() {
 	if o.Deadline == nil {
 		o.Deadline = chat.Deadline
 	}
+	if o.StormEnter == 0 {
+		o.StormEnter = 100
+	}
+	if o.StormExit == 0 {
+		o.StormExit = o.StormEnter / 2
+	}
+	if o.StormWindow == 0 {
+		o.StormWindow = time.Second
+	}
+	if o.NotifyInterval == 0 {
+		o.NotifyInterval = 250 * time.Millisecond
+	}
 }
 
 // Server is a chat node.
@@ -105,6 +126,11 @@ type Server struct {
 	commit   *committer
 	dl       *deadlines
 	metrics  metrics
+	storms   *storms
+	pages    *pages
+	// compressor compresses pull answers, once per page.
+	compressor *chat.Compressor
+	bufs       *sync.Pool // write buffers, held only while a writer drains
 
 	mu     sync.RWMutex
 	conns  map[*conn]struct{}
@@ -151,7 +177,9 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		opts: o, log: o.Logger.With("component", "chat"), store: o.Store, seq: o.Sequencer, bus: o.Bus, dir: o.Directory,
 		upgrader: websocket.Upgrader{
-			ReadBufferSize: 1024, WriteBufferSize: 1024,
+			// The read buffer is the HTTP server's, reused; frames are
+			// built in pooled buffers and coalesced by flushConn.
+			ReadBufferSize: 0, WriteBufferSize: 1024,
 			WriteBufferPool: &sync.Pool{},
 			// Browsers send Origin; the token, not cookies, authenticates,
 			// so any origin may connect.
@@ -160,7 +188,14 @@ func New(o Options) (*Server, error) {
 		conns: map[*conn]struct{}{}, byConv: map[string]map[*conn]struct{}{}, byUser: map[uint64]map[*conn]struct{}{},
 		inflight: map[dedupeKey][]func(StoredMessage, error){}, userLimits: map[uint64]*rate.Limiter{},
 		cursors: map[cursorKey]Cursor{}, closing: make(chan struct{}),
+		compressor: chat.NewCompressor(),
+		bufs:       &sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }},
 	}
+	if o.StormExit > o.StormEnter {
+		return nil, errors.New("chatserver: StormExit must not be above StormEnter")
+	}
+	s.storms = &storms{s: s, enter: o.StormEnter, exit: o.StormExit, window: o.StormWindow, interval: o.NotifyInterval, convs: map[string]*stormConv{}}
+	s.pages = &pages{s: s, entries: map[pageKey]*page{}, heads: map[string]uint64{}}
 	s.metrics = newMetrics(o.Registry, s)
 	s.commit = newCommitter(o.Store, s.log, o.MaxBatch)
 	s.dl = newDeadlines(func(c *conn) {
@@ -168,8 +203,9 @@ func New(o Options) (*Server, error) {
 		c.shutdown(chat.CloseHeartbeat, "missed heartbeats")
 	})
 	s.bus.Subscribe(s.onBus)
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.flushCursorsLoop()
+	go s.storms.loop()
 	return s, nil
 }
 
@@ -191,7 +227,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		user, authed = u, true
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	h := &hijacker{ResponseWriter: w, pool: s.bufs}
+	ws, err := s.upgrader.Upgrade(h, r, nil)
 	if err != nil {
 		return // the upgrader answered
 	}
@@ -202,7 +239,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.serve(r.Context(), ws, user)
+	s.serve(r.Context(), ws, h.nc, user)
 }
 
 func (s *Server) readAuth(ctx context.Context, ws *websocket.Conn) (User, error) {
@@ -240,13 +277,12 @@ func newSession() string {
 	return hex.EncodeToString(b)
 }
 
-func (s *Server) serve(ctx context.Context, ws *websocket.Conn, user User) {
+func (s *Server) serve(ctx context.Context, ws *websocket.Conn, nc *flushConn, user User) {
 	c := &conn{
-		s: s, ws: ws, user: user, session: newSession(),
-		prio: make(chan outFrame, s.opts.PriorityLane), bulk: make(chan outFrame, s.opts.BulkLane),
-		closed: make(chan struct{}), done: make(chan struct{}),
+		s: s, ws: ws, nc: nc, user: user, session: newSession(),
+		closed: make(chan struct{}),
 		frames: rate.NewLimiter(rate.Limit(s.opts.FramesPerSec), s.opts.FramesBurst),
-		convs:  map[string]bool{}, notifying: map[string]bool{},
+		convs:  map[string]bool{},
 	}
 	rooms, err := s.dir.RoomsOf(ctx, user.ID)
 	if err != nil {
@@ -261,7 +297,6 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, user User) {
 	s.register(c)
 	s.wg.Add(1)
 	defer s.wg.Done()
-	go c.writeLoop()
 	s.dl.set(c, time.Now().Add(s.opts.Deadline(chat.MaxHeartbeat, 0)))
 	// Newest seqs after subscribing: everything above them is pushed.
 	convs := c.convList()
@@ -269,7 +304,7 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, user User) {
 	if err != nil {
 		s.log.Error("starting a chat session", "user", user.Name, "err", err)
 		c.shutdown(chat.CloseShutdown, "storage unavailable; try again")
-		<-c.done
+		c.writers.Wait()
 		s.unregister(c)
 		s.dl.remove(c)
 		return
@@ -285,7 +320,7 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, user User) {
 	}})
 	s.readLoop(ctx, c)
 	c.shutdown(websocket.CloseNormalClosure, "")
-	<-c.done
+	c.writers.Wait()
 	s.unregister(c)
 	s.dl.remove(c)
 }
@@ -388,7 +423,7 @@ func (s *Server) violation(c *conn, ref, code, msg string) bool {
 
 func frameLabel(t string) string {
 	switch t {
-	case chat.TypeSend, chat.TypeAck, chat.TypeRead, chat.TypeHistory, chat.TypePing, chat.TypeSync, chat.TypeJoin, chat.TypeLeave, chat.TypeOpenDM, chat.TypeAuth:
+	case chat.TypeSend, chat.TypeAck, chat.TypeRead, chat.TypeHistory, chat.TypePull, chat.TypePing, chat.TypeSync, chat.TypeJoin, chat.TypeLeave, chat.TypeOpenDM, chat.TypeAuth:
 		return t
 	}
 	return "other"
@@ -402,6 +437,8 @@ func (s *Server) handle(ctx context.Context, c *conn, f chat.Frame) {
 		s.handleCursor(c, f)
 	case chat.TypeHistory:
 		s.handleHistory(ctx, c, f)
+	case chat.TypePull:
+		s.handlePull(ctx, c, f)
 	case chat.TypePing:
 		c.mu.Lock()
 		c.rtt = time.Duration(max(f.RTT, 0)) * time.Millisecond
@@ -642,16 +679,24 @@ func (s *Server) onBus(topic string, payload []byte) {
 		return
 	}
 	out := outFrame{prepared: pm}
+	bulk := false
+	if f.Msg != nil {
+		s.pages.published(conv, f.Msg.Seq)
+		if kind, _ := chat.ConvKind(conv); kind == chat.KindLobby && !f.Msg.Critical {
+			if s.storms.observe(conv, f.Msg.Seq, time.Now()) {
+				return // the next notify announces it
+			}
+		}
+		bulk = !f.Msg.Critical
+		out.conv, out.seq = conv, f.Msg.Seq
+	}
 	targets := s.targets(conv)
 	s.metrics.fanout.Add(float64(len(targets)))
 	for _, c := range targets {
-		switch {
-		case f.Type == chat.TypeReceipt:
+		if bulk {
+			c.sendBulk(out)
+		} else {
 			c.sendPriority(out)
-		case f.Msg != nil && f.Msg.Critical:
-			c.sendPriority(out)
-		case f.Msg != nil:
-			c.sendBulk(out, conv, f.Msg.Seq)
 		}
 	}
 }
@@ -895,6 +940,33 @@ func (s *Server) Apply(events []MembershipEvent) {
 	}
 }
 
+// Announce posts a critical system message to conv (a room or a lobby):
+// stored and ordered like any message, pushed on the priority lane even
+// in storm mode. It returns once the message is durable.
+func (s *Server) Announce(ctx context.Context, conv, text string) (uint64, error) {
+	if kind, ok := chat.ConvKind(conv); !ok || kind == chat.KindDirect {
+		return 0, fmt.Errorf("chatserver: announce to %q: want a room or a lobby", conv)
+	}
+	if text == "" || len(text) > s.opts.MaxBody || !utf8.ValidString(text) {
+		return 0, fmt.Errorf("chatserver: announce: 1 to %d bytes of UTF-8 text", s.opts.MaxBody)
+	}
+	type result struct {
+		m   StoredMessage
+		err error
+	}
+	done := make(chan result, 1)
+	s.append(ctx, StoredMessage{
+		Conv: conv, Kind: chat.KindSystem, ClientMsgID: "sys-" + newSession() + newSession(),
+		Body: text, Critical: true,
+	}, func(m StoredMessage, err error) { done <- result{m, err} })
+	select {
+	case r := <-done:
+		return r.m.Seq, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
 func systemText(ev MembershipEvent) string {
 	switch ev.Type {
 	case "member_joined":
@@ -944,6 +1016,7 @@ func (s *Server) applyLocal(ev MembershipEvent) {
 		for c := range s.byConv[conv] {
 			remove(c, "closed")
 		}
+		s.pages.forget(conv)
 	}
 }
 
@@ -952,15 +1025,24 @@ type Stats struct {
 	Connections int
 	Batches     int64
 	Messages    int64
+	Storms      int // lobbies in storm mode
+	// Queued is the most frames waiting for any one connection.
+	Queued int
 }
 
 // Stats returns live figures.
 func (s *Server) Stats() Stats {
 	s.mu.RLock()
 	n := len(s.conns)
+	queued := 0
+	for c := range s.conns {
+		c.qmu.Lock()
+		queued = max(queued, len(c.prio)+len(c.bulk))
+		c.qmu.Unlock()
+	}
 	s.mu.RUnlock()
 	b, m := s.commit.stats()
-	return Stats{Connections: n, Batches: b, Messages: m}
+	return Stats{Connections: n, Batches: b, Messages: m, Storms: s.storms.count(), Queued: queued}
 }
 
 // Shutdown closes every connection (clients reconnect elsewhere or later),

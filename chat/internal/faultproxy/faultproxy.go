@@ -121,15 +121,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // pump copies frames from src to dst with the faults of its direction.
 func (p *Proxy) pump(dst, src *websocket.Conn, upstream bool, closeBoth func(int, string)) {
 	defer p.wg.Done()
-	var held []byte
+	type message struct {
+		kind int // text or binary, kept as it came
+		data []byte
+	}
+	var held *message
 	var wmu sync.Mutex
-	write := func(b []byte) {
+	write := func(m message) {
 		wmu.Lock()
 		defer wmu.Unlock()
-		_ = dst.WriteMessage(websocket.TextMessage, b)
+		_ = dst.WriteMessage(m.kind, m.data)
 	}
 	for {
-		_, b, err := src.ReadMessage()
+		kind, data, err := src.ReadMessage()
 		if err != nil {
 			code, text := websocket.CloseGoingAway, "peer gone"
 			if ce, ok := err.(*websocket.CloseError); ok {
@@ -141,19 +145,20 @@ func (p *Proxy) pump(dst, src *websocket.Conn, upstream bool, closeBoth func(int
 			closeBoth(code, text)
 			return
 		}
+		b := message{kind, data}
 		f := p.faults(upstream)
 		if rand.Float64() < f.Drop {
 			p.Dropped.Add(1)
 			continue
 		}
 		if held == nil && rand.Float64() < f.Reorder {
-			held = b // goes out after the next frame
+			held = &b // goes out after the next frame
 			p.Reordered.Add(1)
 			continue
 		}
-		out := [][]byte{b}
+		out := []message{b}
 		if held != nil {
-			out = append(out, held)
+			out = append(out, *held)
 			held = nil
 		}
 		if rand.Float64() < f.Duplicate {

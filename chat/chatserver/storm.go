@@ -1,0 +1,185 @@
+package chatserver
+
+import (
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/roomnet/roomnet/chat"
+)
+
+// meterSlots divides a meter's window.
+const meterSlots = 10
+
+// meter counts events in a sliding window of meterSlots slots.
+type meter struct {
+	slots [meterSlots]uint32
+	idx   int
+	start time.Time // start of the current slot
+}
+
+// advance moves the window to now.
+func (m *meter) advance(now time.Time, window time.Duration) {
+	width := window / meterSlots
+	if m.start.IsZero() {
+		m.start = now
+		return
+	}
+	steps := int(now.Sub(m.start) / width)
+	if steps <= 0 {
+		return
+	}
+	if steps >= meterSlots {
+		m.slots = [meterSlots]uint32{}
+	} else {
+		for range steps {
+			m.idx = (m.idx + 1) % meterSlots
+			m.slots[m.idx] = 0
+		}
+	}
+	m.start = m.start.Add(time.Duration(steps) * width)
+}
+
+func (m *meter) add(now time.Time, window time.Duration) {
+	m.advance(now, window)
+	m.slots[m.idx]++
+}
+
+// rate returns events per second over the window.
+func (m *meter) rate(window time.Duration) float64 {
+	var n uint32
+	for _, v := range m.slots {
+		n += v
+	}
+	return float64(n) / window.Seconds()
+}
+
+// storms tracks the message rate of every lobby. Above Enter messages per
+// second a lobby is in storm mode: its messages are no longer pushed one
+// by one; each subscriber gets at most one notify per interval and pulls
+// batches. Below Exit it returns to direct push. Critical messages are
+// always pushed, on the priority lane.
+type storms struct {
+	s           *Server
+	enter, exit float64
+	window      time.Duration
+	interval    time.Duration
+
+	mu    sync.Mutex
+	convs map[string]*stormConv
+}
+
+type stormConv struct {
+	meter    meter
+	on       bool
+	since    time.Time
+	newest   uint64 // newest seq seen
+	notified uint64 // newest seq announced by a notify
+}
+
+// observe counts a message of a lobby and reports whether the lobby is in
+// storm mode, in which case the message is announced by the next notify.
+func (st *storms) observe(conv string, seq uint64, now time.Time) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sc := st.convs[conv]
+	if sc == nil {
+		sc = &stormConv{}
+		st.convs[conv] = sc
+	}
+	sc.meter.add(now, st.window)
+	sc.newest = max(sc.newest, seq)
+	if !sc.on && sc.meter.rate(st.window) >= st.enter {
+		sc.on, sc.since, sc.notified = true, now, seq-1
+		st.s.metrics.stormChanges.WithLabelValues("storm").Inc()
+		st.s.log.Info("lobby entered storm mode", "conv", conv, "rate", sc.meter.rate(st.window), "threshold", st.enter)
+	}
+	return sc.on
+}
+
+// active reports whether conv is in storm mode.
+func (st *storms) active(conv string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sc := st.convs[conv]
+	return sc != nil && sc.on
+}
+
+// count returns how many lobbies are in storm mode.
+func (st *storms) count() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n := 0
+	for _, sc := range st.convs {
+		if sc.on {
+			n++
+		}
+	}
+	return n
+}
+
+type announce struct {
+	conv string
+	seq  uint64
+}
+
+// tick announces what storming lobbies received since the last tick and
+// ends storms whose rate fell below Exit (announcing their last messages).
+func (st *storms) tick(now time.Time) {
+	var out []announce
+	st.mu.Lock()
+	for conv, sc := range st.convs {
+		sc.meter.advance(now, st.window)
+		r := sc.meter.rate(st.window)
+		if sc.on {
+			if sc.newest > sc.notified {
+				out = append(out, announce{conv, sc.newest})
+				sc.notified = sc.newest
+			}
+			if r < st.exit {
+				sc.on = false
+				st.s.metrics.stormChanges.WithLabelValues("direct").Inc()
+				st.s.log.Info("lobby left storm mode", "conv", conv, "rate", r, "threshold", st.exit, "lasted", now.Sub(sc.since).Round(time.Millisecond))
+			}
+		}
+		if !sc.on && r == 0 {
+			delete(st.convs, conv)
+		}
+	}
+	st.mu.Unlock()
+	for _, a := range out {
+		st.s.notifyAll(a.conv, a.seq)
+	}
+}
+
+func (st *storms) loop() {
+	defer st.s.wg.Done()
+	t := time.NewTicker(st.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.s.closing:
+			return
+		case now := <-t.C:
+			st.tick(now)
+		}
+	}
+}
+
+// notifyAll sends one notify, encoded once, to every subscriber of conv.
+func (s *Server) notifyAll(conv string, seq uint64) {
+	b, err := chat.Encode(chat.Frame{Type: chat.TypeNotify, Conv: conv, Seq: seq})
+	if err != nil {
+		return
+	}
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
+	if err != nil {
+		return
+	}
+	targets := s.targets(conv)
+	s.metrics.notifies.Add(float64(len(targets)))
+	for _, c := range targets {
+		c.sendNotify(outFrame{prepared: pm, conv: conv, seq: seq, notify: true})
+	}
+}
