@@ -43,6 +43,11 @@ type Chat struct {
 	SendPerSec   float64
 	FramesPerSec float64
 	SyncMessages int
+	// Lobby storm mode: thresholds in messages per second, the meter's
+	// window and the notify interval.
+	StormEnter, StormExit float64
+	StormWindow           time.Duration
+	NotifyInterval        time.Duration
 }
 
 // Database selects the gorm engine.
@@ -210,6 +215,10 @@ var options = []option[Config]{
 	{"chat.send_per_sec", "chat messages a user may send per second (burst twice that)", "10", float(func(c *Config) *float64 { return &c.Chat.SendPerSec })},
 	{"chat.frames_per_sec", "frames a chat connection may send per second (burst twice that)", "50", float(func(c *Config) *float64 { return &c.Chat.FramesPerSec })},
 	{"chat.sync_messages", "newest messages per conversation sent on (re)connect", "20", integer(func(c *Config) *int { return &c.Chat.SyncMessages })},
+	{"chat.storm_enter", "a lobby enters storm mode (notify and pull) at this many messages per second", "100", float(func(c *Config) *float64 { return &c.Chat.StormEnter })},
+	{"chat.storm_exit", "a lobby in storm mode returns to direct push below this many messages per second", "50", float(func(c *Config) *float64 { return &c.Chat.StormExit })},
+	{"chat.storm_window", "sliding window of the lobby rate meter", "1s", duration(func(c *Config) *time.Duration { return &c.Chat.StormWindow })},
+	{"chat.notify_interval", "in storm mode, at most one notify per connection this often", "250ms", duration(func(c *Config) *time.Duration { return &c.Chat.NotifyInterval })},
 	{"auth.login_per_minute", "login and register attempts per minute per client address", "30", integer(func(c *Config) *int { return &c.Auth.LoginPerMinute })},
 }
 
@@ -433,6 +442,12 @@ func (c *Config) Finish() error {
 	}
 	if c.Chat.SendPerSec <= 0 || c.Chat.FramesPerSec <= 0 || c.Chat.SyncMessages < 0 || c.Chat.SyncMessages > 200 {
 		errs = append(errs, errors.New("chat: send_per_sec and frames_per_sec must be positive, sync_messages 0..200"))
+	}
+	if c.Chat.StormEnter <= 0 || c.Chat.StormExit <= 0 || c.Chat.StormExit > c.Chat.StormEnter {
+		errs = append(errs, errors.New("chat: storm_enter and storm_exit must be positive and storm_exit at most storm_enter"))
+	}
+	if c.Chat.StormWindow < 100*time.Millisecond || c.Chat.NotifyInterval < 10*time.Millisecond {
+		errs = append(errs, errors.New("chat: storm_window at least 100ms, notify_interval at least 10ms"))
 	}
 	if c.Auth.LoginPerMinute < 1 {
 		errs = append(errs, errors.New("auth.login_per_minute: want at least 1"))

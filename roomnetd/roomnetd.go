@@ -149,6 +149,8 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 		FramesPerSec: cfg.Chat.FramesPerSec,
 		FramesBurst:  int(2 * cfg.Chat.FramesPerSec),
 		SyncMessages: cfg.Chat.SyncMessages,
+		StormEnter:   cfg.Chat.StormEnter, StormExit: cfg.Chat.StormExit,
+		StormWindow: cfg.Chat.StormWindow, NotifyInterval: cfg.Chat.NotifyInterval,
 	})
 	if err != nil {
 		return nil, err

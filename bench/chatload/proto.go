@@ -152,6 +152,25 @@ func (r *roomnet) subscribe(ctx context.Context, id int, s *sink) (func(), error
 				if b, err = unzip.Decompress(b); err != nil {
 					continue
 				}
+				if msgs, more, ok := scanPage(b); ok {
+					pulling = false
+					for _, m := range msgs {
+						take(m)
+					}
+					if more || newest > pos && len(msgs) > 0 {
+						pull()
+					}
+					continue
+				}
+			} else if m, ok := scanMsg(b); ok && started {
+				// The common frame, scanned rather than decoded so the
+				// load tool stays cheaper than the server it loads.
+				newest = max(newest, m.Seq)
+				take(m)
+				if len(ahead) > 0 {
+					pull()
+				}
+				continue
 			}
 			f, err := chat.DecodeServer(b)
 			if err != nil {
@@ -238,10 +257,10 @@ func (r *roomnet) critical(ctx context.Context, body string) error {
 
 // centrifugo speaks Centrifugo's JSON protocol (v2, newline-batched).
 type centrifugo struct {
-	url, api  string // ws://.../connection/websocket and http://.../api
-	secret    string // HMAC key of connection tokens
-	apiKey    string
-	channel   string
+	url, api string // ws://.../connection/websocket and http://.../api
+	secret   string // HMAC key of connection tokens
+	apiKey   string
+	channel  string
 }
 
 func (c *centrifugo) token(id int) string {
@@ -251,6 +270,84 @@ func (c *centrifugo) token(id int) string {
 	mac := hmac.New(sha256.New, []byte(c.secret))
 	mac.Write([]byte(head + "." + claims))
 	return head + "." + claims + "." + enc.EncodeToString(mac.Sum(nil))
+}
+
+var msgPrefix = []byte(`{"v":1,"type":"msg","msg":{`)
+
+// scanMsg reads seq, body and critical of a msg frame without decoding
+// it; anything unusual goes to the full decoder.
+func scanMsg(b []byte) (chat.Message, bool) {
+	if !bytes.HasPrefix(b, msgPrefix) {
+		return chat.Message{}, false
+	}
+	seq, ok := scanInt(b, []byte(`"seq":`))
+	if !ok {
+		return chat.Message{}, false
+	}
+	i := bytes.Index(b, []byte(`"body":"`))
+	if i < 0 {
+		return chat.Message{}, false
+	}
+	body := b[i+8:]
+	if j := bytes.IndexByte(body, ' '); j >= 0 && j < 40 {
+		body = body[:j]
+	}
+	return chat.Message{Seq: uint64(seq), Body: string(body), Critical: bytes.Contains(b, []byte(`"critical":true`))}, true
+}
+
+var pagePrefix = []byte(`{"v":1,"type":"page","ref":"pull",`)
+
+// scanPage reads the seqs, stamps and critical flags of a pulled page.
+func scanPage(b []byte) ([]chat.Message, bool, bool) {
+	if !bytes.HasPrefix(b, pagePrefix) {
+		return nil, false, false
+	}
+	more := bytes.HasSuffix(b, []byte(`"has_more":true}`))
+	var out []chat.Message
+	i := bytes.Index(b, []byte(`"messages":[`))
+	if i < 0 {
+		return nil, more, true
+	}
+	rest := b[i:]
+	for {
+		j := bytes.Index(rest, []byte(`{"conv":`))
+		if j < 0 {
+			return out, more, true
+		}
+		rest = rest[j+1:]
+		end := bytes.Index(rest, []byte(`{"conv":`))
+		one := rest
+		if end >= 0 {
+			one = rest[:end]
+		}
+		seq, ok := scanInt(one, []byte(`"seq":`))
+		if !ok {
+			return nil, false, false
+		}
+		m := chat.Message{Seq: uint64(seq), Critical: bytes.Contains(one, []byte(`"critical":true`))}
+		if k := bytes.Index(one, []byte(`"body":"`)); k >= 0 {
+			body := one[k+8:]
+			if e := bytes.IndexByte(body, ' '); e >= 0 && e < 40 {
+				body = body[:e]
+			}
+			m.Body = string(body)
+		}
+		out = append(out, m)
+	}
+}
+
+func scanInt(b, key []byte) (int64, bool) {
+	i := bytes.Index(b, key)
+	if i < 0 {
+		return 0, false
+	}
+	b = b[i+len(key):]
+	j := 0
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	n, err := strconv.ParseInt(string(b[:j]), 10, 64)
+	return n, err == nil
 }
 
 type cfReply struct {
@@ -312,6 +409,13 @@ func (c *centrifugo) connect(ctx context.Context, id int, s *sink, subscribe boo
 				if bytes.Equal(line, []byte("{}")) { // ping
 					_ = write([]byte("{}"))
 					continue
+				}
+				if onPub != nil && bytes.HasPrefix(line, []byte(`{"push":{"channel"`)) {
+					// A publication, scanned rather than decoded.
+					if t, ok := scanInt(line, []byte(`"t":`)); ok {
+						onPub(t, bytes.Contains(line, []byte(`"c":true`)))
+						continue
+					}
 				}
 				var r cfReply
 				if json.Unmarshal(line, &r) != nil {

@@ -177,9 +177,10 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		opts: o, log: o.Logger.With("component", "chat"), store: o.Store, seq: o.Sequencer, bus: o.Bus, dir: o.Directory,
 		upgrader: websocket.Upgrader{
-			// The read buffer is the HTTP server's, reused; frames are
-			// built in pooled buffers and coalesced by flushConn.
-			ReadBufferSize: 0, WriteBufferSize: 1024,
+			// A small read buffer: an idle connection holds it for
+			// ever. Frames are built in pooled buffers and coalesced
+			// by flushConn.
+			ReadBufferSize: 512, WriteBufferSize: 1024,
 			WriteBufferPool: &sync.Pool{},
 			// Browsers send Origin; the token, not cookies, authenticates,
 			// so any origin may connect.
@@ -295,8 +296,6 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, nc *flushConn, u
 		c.convs[chat.RoomConv(r)] = true
 	}
 	s.register(c)
-	s.wg.Add(1)
-	defer s.wg.Done()
 	s.dl.set(c, time.Now().Add(s.opts.Deadline(chat.MaxHeartbeat, 0)))
 	// Newest seqs after subscribing: everything above them is pushed.
 	convs := c.convList()
@@ -318,11 +317,17 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, nc *flushConn, u
 		MinIntervalMS: int(chat.MinHeartbeat.Milliseconds()), MaxIntervalMS: int(chat.MaxHeartbeat.Milliseconds()),
 		MaxBody: s.opts.MaxBody, SendPerSec: int(s.opts.SendPerSec), Convs: states,
 	}})
-	s.readLoop(ctx, c)
-	c.shutdown(websocket.CloseNormalClosure, "")
-	c.writers.Wait()
-	s.unregister(c)
-	s.dl.remove(c)
+	// The handler returns and takes its deep stack and the HTTP server's
+	// buffers with it; a fresh goroutine with a shallow stack reads.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.readLoop(context.Background(), c)
+		c.shutdown(websocket.CloseNormalClosure, "")
+		c.writers.Wait()
+		s.unregister(c)
+		s.dl.remove(c)
+	}()
 }
 
 func (s *Server) register(c *conn) {

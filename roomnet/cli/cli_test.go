@@ -260,6 +260,35 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 		t.Fatal("the kicked player's roomnet did not exit")
 	}
 
+	// A launcher runs join --json and reads one event per line.
+	launcher := carol.start("join", invite, "--json", "--bind", "127.0.0.3")
+	launcher.await(t, `{"event":"host_reached"`)
+	launcher.await(t, `{"event":"member_joined","member":"alice"`)
+	require.NoError(t, launcher.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case code := <-launcher.done:
+		require.Equal(t, 0, code)
+	case <-time.After(30 * time.Second):
+		t.Fatal("roomnet join --json did not exit on SIGTERM")
+	}
+	var events []string
+	launcher.mu.Lock()
+	for _, l := range launcher.lines {
+		var ev struct {
+			Event string
+			IP    string
+		}
+		require.NoError(t, json.Unmarshal([]byte(l), &ev), "stdout line is not JSON: %q", l)
+		events = append(events, ev.Event)
+	}
+	launcher.mu.Unlock()
+	require.Subset(t, events, []string{"contacting", "room", "key_issued", "node_up", "host_reached", "member_joined", "leaving"})
+	require.Equal(t, "contacting", events[0])
+	require.Equal(t, "leaving", events[len(events)-1])
+	code, out, _ = carol.run("", "join", "ZZZZZZZZ", "--json")
+	require.Equal(t, cli.ExitNotFound, code)
+	require.Contains(t, out, `{"code":`+fmt.Sprint(cli.ExitNotFound)+`,"event":"error"`, "a launcher reads the failure from the stream too")
+
 	// Ctrl-C on the host leaves; the last member leaving closes the room.
 	require.NoError(t, host.cmd.Process.Signal(syscall.SIGINT))
 	select {

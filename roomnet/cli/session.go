@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -15,19 +16,54 @@ import (
 	"github.com/roomnet/roomnet/roomnet/node"
 )
 
+// reporter tells what a session does: lines for people, or with --json
+// one JSON object per line on stdout for launchers ({"event": ...}).
+type reporter struct {
+	env  Env
+	json bool
+}
+
+// progress is a step on the way (stderr for people).
+func (r reporter) progress(event, text string, fields map[string]any) {
+	r.emit(event, fields, func() { fmt.Fprintln(r.env.Stderr, text) })
+}
+
+// emit writes an event as JSON, or calls text.
+func (r reporter) emit(event string, fields map[string]any, text func()) {
+	if !r.json {
+		text()
+		return
+	}
+	out := map[string]any{"event": event, "time": time.Now().UTC().Format(time.RFC3339Nano)}
+	for k, v := range fields {
+		out[k] = v
+	}
+	_ = json.NewEncoder(r.env.Stdout).Encode(out) // one line each
+}
+
+// done reports how the session ended, as a last event, and passes err on.
+func (r reporter) done(err error) error {
+	if err != nil && r.json {
+		r.emit("error", map[string]any{"code": exitCode(err), "message": message(err)}, func() {})
+	}
+	return err
+}
+
 func cmdHost(ctx context.Context, args []string, env Env) error {
-	_, c, s, r, err := createRoom(ctx, "host", args, env)
+	f, c, s, r, err := createRoom(ctx, "host", args, env)
 	if err != nil {
 		return err
 	}
-	printInvite(env, r.Room)
-	return session(ctx, env, c, s, r.Room, r.Join, true, "127.0.0.1")
+	rep := reporter{env, *f.asJSON}
+	rep.emit("room", map[string]any{"room": r.Room}, func() { printInvite(env, r.Room) })
+	return rep.done(session(ctx, rep, c, s, r.Room, r.Join, true, "127.0.0.1"))
 }
 
 func cmdJoin(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("join", env)
 	password := fs.String("password", "", "room password")
 	bind := fs.String("bind", "127.0.0.1", "local address the host's game ports are forwarded on")
+	asJSON := fs.Bool("json", false, "one JSON event per line on stdout, for launchers")
 	// Flags may follow the target: roomnet join CODE --password x.
 	var target string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -53,7 +89,8 @@ func cmdJoin(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(env.Stderr, "contacting server…")
+	rep := reporter{env, *asJSON}
+	rep.progress("contacting", "contacting server…", nil)
 	var grant roomnet.JoinGrant
 	if invite != "" {
 		grant, err = c.JoinInvite(ctx, invite)
@@ -61,20 +98,22 @@ func cmdJoin(ctx context.Context, args []string, env Env) error {
 		grant, err = c.Join(ctx, roomID, *password)
 	}
 	if err != nil {
-		return err
+		return rep.done(err)
 	}
 	room, err := c.Room(ctx, grant.RoomID)
 	if err != nil {
-		return err
+		return rep.done(err)
 	}
-	return session(ctx, env, c, s, room, grant, false, *bind)
+	rep.emit("room", map[string]any{"room": room}, func() {})
+	return rep.done(session(ctx, rep, c, s, room, grant, false, *bind))
 }
 
 // session brings the node up, forwards game ports and shows the room until
 // the user stops it (then it leaves, so the node is removed at once) or
 // the server cuts the node off.
-func session(ctx context.Context, env Env, c *roomnet.Client, s state, room roomnet.Room, grant roomnet.JoinGrant, host bool, bind string) error {
-	fmt.Fprintln(env.Stderr, "key issued; bringing the node up…")
+func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room roomnet.Room, grant roomnet.JoinGrant, host bool, bind string) error {
+	env := rep.env
+	rep.progress("key_issued", "key issued; bringing the node up…", nil)
 	s.Room = room.ID
 	_ = saveState(env, s)
 	leave := func() {
@@ -107,7 +146,9 @@ func session(ctx context.Context, env Env, c *roomnet.Client, s state, room room
 		n.Close()
 		os.RemoveAll(filepath.Join(dir, "nodes", room.ID))
 	}()
-	fmt.Fprintf(env.Stdout, "node up: %s in room %s\n", n.IP(), room.ID)
+	rep.emit("node_up", map[string]any{"ip": n.IP().String(), "room_id": room.ID}, func() {
+		fmt.Fprintf(env.Stdout, "node up: %s in room %s\n", n.IP(), room.ID)
+	})
 
 	fw := &forwarder{n: n, bind: bind, logf: func(format string, a ...any) { fmt.Fprintf(env.Stderr, format+"\n", a...) }}
 	if host {
@@ -128,14 +169,14 @@ func session(ctx context.Context, env Env, c *roomnet.Client, s state, room room
 			leave()
 			return fail(ExitNodeFailed, "the host's node did not answer: %v", err)
 		}
-		fmt.Fprintf(env.Stdout, "host reached at %s\n", hostIP)
+		rep.emit("host_reached", map[string]any{"ip": hostIP.String()}, func() { fmt.Fprintf(env.Stdout, "host reached at %s\n", hostIP) })
 		if err := fw.servePlayer(ctx, hostIP, room.Ports); err != nil {
 			leave()
 			return err
 		}
 	}
 	defer fw.close()
-	return watch(ctx, env, c, n, room.ID, leave)
+	return watch(ctx, rep, c, n, room.ID, leave)
 }
 
 // waitHost returns the room address of the host's node.
@@ -172,7 +213,7 @@ func waitHost(ctx context.Context, c *roomnet.Client, roomID string) (netip.Addr
 // watch prints members joining and leaving, and how this node reaches
 // each (direct or relayed, round trip), until ctx ends (then it leaves)
 // or the node is cut off (then it says why).
-func watch(ctx context.Context, env Env, c *roomnet.Client, n *node.Node, roomID string, leave func()) error {
+func watch(ctx context.Context, rep reporter, c *roomnet.Client, n *node.Node, roomID string, leave func()) error {
 	seen := map[string]bool{}
 	paths := map[string]string{} // member → last printed path
 	t := time.NewTicker(time.Second)
@@ -189,17 +230,17 @@ func watch(ctx context.Context, env Env, c *roomnet.Client, n *node.Node, roomID
 			}
 			sort.Strings(names)
 			for _, name := range names {
-				fmt.Fprintf(env.Stdout, "+ %s\n", name)
+				rep.emit("member_joined", map[string]any{"member": name}, func() { fmt.Fprintf(rep.env.Stdout, "+ %s\n", name) })
 			}
 			for name := range seen {
 				if !now[name] {
-					fmt.Fprintf(env.Stdout, "- %s\n", name)
+					rep.emit("member_left", map[string]any{"member": name}, func() { fmt.Fprintf(rep.env.Stdout, "- %s\n", name) })
 					delete(paths, name)
 				}
 			}
 			seen = now
 			if tick%5 == 0 {
-				printPaths(ctx, env, n, members, paths)
+				printPaths(ctx, rep, n, members, paths)
 			}
 		}
 		if st, err := n.State(ctx); err == nil && st != "Running" {
@@ -207,7 +248,7 @@ func watch(ctx context.Context, env Env, c *roomnet.Client, n *node.Node, roomID
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(env.Stderr, "leaving…")
+			rep.progress("leaving", "leaving…", nil)
 			leave()
 			return nil
 		case <-t.C:
@@ -217,7 +258,7 @@ func watch(ctx context.Context, env Env, c *roomnet.Client, n *node.Node, roomID
 
 // printPaths prints, for members whose path changed, whether this node
 // reaches them directly or through a relay, and the round trip.
-func printPaths(ctx context.Context, env Env, n *node.Node, members []roomnet.Member, printed map[string]string) {
+func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomnet.Member, printed map[string]string) {
 	peers, err := n.Peers(ctx)
 	if err != nil {
 		return
@@ -243,15 +284,19 @@ func printPaths(ctx context.Context, env Env, n *node.Node, members []roomnet.Me
 					continue
 				}
 				printed[m.Username] = path
-				rtt := ""
+				rtt, rttMS := "", int64(-1)
 				if a, err := netip.ParseAddr(ip); err == nil {
 					pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 					if d, err := n.Ping(pctx, a); err == nil {
-						rtt = fmt.Sprintf(", %d ms", d.Milliseconds())
+						rtt, rttMS = fmt.Sprintf(", %d ms", d.Milliseconds()), d.Milliseconds()
 					}
 					cancel()
 				}
-				fmt.Fprintf(env.Stdout, "  %s %s %s%s\n", m.Username, ip, path, rtt)
+				fields := map[string]any{"member": m.Username, "ip": ip, "direct": p.Direct, "relay": p.Relay, "addr": p.CurAddr}
+				if rttMS >= 0 {
+					fields["rtt_ms"] = rttMS
+				}
+				rep.emit("path", fields, func() { fmt.Fprintf(rep.env.Stdout, "  %s %s %s%s\n", m.Username, ip, path, rtt) })
 			}
 		}
 	}
