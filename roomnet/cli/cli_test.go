@@ -232,6 +232,9 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 		{carol, []string{"join", link}, cli.ExitRoomFull},
 		{nobody, []string{"rooms"}, cli.ExitUnauthorized},
 		{carol, []string{"frobnicate"}, cli.ExitUsage},
+		{carol, []string{"host", "--game", "fake", "--lan", "doom95"}, cli.ExitUsage},
+		{carol, []string{"create", "--game", "fake", "--lan", "broadcast:0"}, cli.ExitUsage},
+		{carol, []string{"host", "--game", "fake", "--profiles", "/nonexistent.json"}, cli.ExitUsage},
 	} {
 		code, _, errs := tc.who.run("", tc.args...)
 		require.Equal(t, tc.code, code, "%v: %s", tc.args, errs)

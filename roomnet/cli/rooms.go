@@ -48,6 +48,7 @@ func (p *portList) Set(v string) error { *p = append(*p, v); return nil }
 
 type createFlags struct {
 	name, game, password *string
+	lan                  lanFlags
 	max                  *int
 	private, asJSON      *bool
 	ports                portList
@@ -62,7 +63,8 @@ func addCreateFlags(fs *flag.FlagSet) *createFlags {
 		private:  fs.Bool("private", false, "not listed; joined by invite only"),
 		asJSON:   fs.Bool("json", false, "JSON output"),
 	}
-	fs.Var(&f.ports, "port", "a game port players forward to the host, e.g. 27015/udp (repeatable)")
+	fs.Var(&f.ports, "port", "a game port players forward to the host, e.g. 27015/udp (repeatable; default: the game profile's)")
+	f.lan = addLANFlags(fs)
 	return f
 }
 
@@ -87,6 +89,13 @@ func createRoom(ctx context.Context, name string, args []string, env Env) (*crea
 	req, err := f.request()
 	if err != nil {
 		return f, nil, state{}, r, err
+	}
+	prof, err := f.lan.profile(*f.game) // bad --lan or --profiles: before any room exists
+	if err != nil {
+		return f, nil, state{}, r, err
+	}
+	if len(req.Ports) == 0 && prof != nil {
+		req.Ports = prof.Ports // the game's profile knows its ports
 	}
 	c, s, err := client(env)
 	if err != nil {

@@ -4,15 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/roomnet/roomnet/roomnet"
+	"github.com/roomnet/roomnet/roomnet/lan"
 	"github.com/roomnet/roomnet/roomnet/node"
 )
 
@@ -55,8 +58,12 @@ func cmdHost(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	rep := reporter{env, *f.asJSON}
+	prof, err := f.lan.profile(r.Room.Game)
+	if err != nil {
+		return rep.done(err)
+	}
 	rep.emit("room", map[string]any{"room": r.Room}, func() { printInvite(env, r.Room) })
-	return rep.done(session(ctx, rep, c, s, r.Room, r.Join, true, "127.0.0.1"))
+	return rep.done(session(ctx, rep, c, s, r.Room, r.Join, true, "127.0.0.1", prof))
 }
 
 func cmdJoin(ctx context.Context, args []string, env Env) error {
@@ -64,6 +71,7 @@ func cmdJoin(ctx context.Context, args []string, env Env) error {
 	password := fs.String("password", "", "room password")
 	bind := fs.String("bind", "127.0.0.1", "local address the host's game ports are forwarded on")
 	asJSON := fs.Bool("json", false, "one JSON event per line on stdout, for launchers")
+	lanf := addLANFlags(fs)
 	// Flags may follow the target: roomnet join CODE --password x.
 	var target string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -104,14 +112,24 @@ func cmdJoin(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return rep.done(err)
 	}
+	prof, err := lanf.profile(room.Game)
+	if err != nil {
+		leaveQuietly(c, room.ID)
+		return rep.done(err)
+	}
+	if prof != nil && !bindSet(fs) {
+		// Announcements appear from this machine's LAN address: the game
+		// connects there, not to 127.0.0.1.
+		*bind = "0.0.0.0"
+	}
 	rep.emit("room", map[string]any{"room": room}, func() {})
-	return rep.done(session(ctx, rep, c, s, room, grant, false, *bind))
+	return rep.done(session(ctx, rep, c, s, room, grant, false, *bind, prof))
 }
 
 // session brings the node up, forwards game ports and shows the room until
 // the user stops it (then it leaves, so the node is removed at once) or
 // the server cuts the node off.
-func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room roomnet.Room, grant roomnet.JoinGrant, host bool, bind string) error {
+func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room roomnet.Room, grant roomnet.JoinGrant, host bool, bind string, prof *lan.Profile) error {
 	env := rep.env
 	rep.progress("key_issued", "key issued; bringing the node up…", nil)
 	s.Room = room.ID
@@ -150,11 +168,11 @@ func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room
 		fmt.Fprintf(env.Stdout, "node up: %s in room %s\n", n.IP(), room.ID)
 	})
 
-	fw := &forwarder{n: n, bind: bind, logf: func(format string, a ...any) { fmt.Fprintf(env.Stderr, format+"\n", a...) }}
+	fw := &lan.Forwarder{Room: n, Bind: bind, Logf: func(format string, a ...any) { fmt.Fprintf(env.Stderr, format+"\n", a...) }}
 	if host {
-		if err := fw.serveHost(ctx, room.Ports); err != nil {
+		if err := fw.ServeHost(ctx, room.Ports); err != nil {
 			leave()
-			return err
+			return fail(ExitError, "%v", err)
 		}
 	} else {
 		hostIP, err := waitHost(ctx, c, room.ID)
@@ -170,13 +188,29 @@ func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room
 			return fail(ExitNodeFailed, "the host's node did not answer: %v", err)
 		}
 		rep.emit("host_reached", map[string]any{"ip": hostIP.String()}, func() { fmt.Fprintf(env.Stdout, "host reached at %s\n", hostIP) })
-		if err := fw.servePlayer(ctx, hostIP, room.Ports); err != nil {
+		if err := fw.ServePlayer(ctx, hostIP, room.Ports); err != nil {
 			leave()
-			return err
+			return fail(ExitError, "%v", err)
 		}
 	}
-	defer fw.close()
-	return watch(ctx, rep, c, n, room.ID, leave)
+	defer fw.Close()
+	peers := &peerSet{self: n.IP()}
+	if prof != nil {
+		pc, err := n.ListenPacket(lan.BridgePort)
+		if err != nil {
+			leave()
+			return fail(ExitError, "LAN discovery: %v", err)
+		}
+		br, err := lan.NewBridge(lan.BridgeOptions{Profile: *prof, Room: pc, Peers: peers.get,
+			Logf: func(format string, a ...any) { fmt.Fprintf(env.Stderr, format+"\n", a...) }})
+		if err != nil {
+			leave()
+			return fail(ExitError, "LAN discovery for %s: %v (is the game's discovery port taken by a program that does not share it?)", prof.Name, err)
+		}
+		defer br.Close()
+		rep.progress("lan_bridge", "bridging LAN discovery for "+prof.Name, map[string]any{"profile": prof.Name})
+	}
+	return watch(ctx, rep, c, n, room.ID, leave, peers)
 }
 
 // waitHost returns the room address of the host's node.
@@ -213,7 +247,7 @@ func waitHost(ctx context.Context, c *roomnet.Client, roomID string) (netip.Addr
 // watch prints members joining and leaving, and how this node reaches
 // each (direct or relayed, round trip), until ctx ends (then it leaves)
 // or the node is cut off (then it says why).
-func watch(ctx context.Context, rep reporter, c *roomnet.Client, n *node.Node, roomID string, leave func()) error {
+func watch(ctx context.Context, rep reporter, c *roomnet.Client, n *node.Node, roomID string, leave func(), peers *peerSet) error {
 	seen := map[string]bool{}
 	paths := map[string]string{} // member → last printed path
 	t := time.NewTicker(time.Second)
@@ -239,6 +273,7 @@ func watch(ctx context.Context, rep reporter, c *roomnet.Client, n *node.Node, r
 				}
 			}
 			seen = now
+			peers.set(members)
 			if tick%5 == 0 {
 				printPaths(ctx, rep, n, members, paths)
 			}
@@ -319,4 +354,82 @@ func cutOff(c *roomnet.Client, roomID string) error {
 		}
 	}
 	return fail(ExitNodeFailed, "the node was disconnected from the room")
+}
+
+// peerSet is the room addresses of the other members, for the bridge.
+type peerSet struct {
+	self  netip.Addr
+	mu    sync.Mutex
+	addrs []netip.Addr
+}
+
+func (p *peerSet) set(members []roomnet.Member) {
+	var out []netip.Addr
+	for _, m := range members {
+		for _, nd := range m.Nodes {
+			for _, ip := range nd.IPs {
+				if a, err := netip.ParseAddr(ip); err == nil && a.Is4() && a != p.self {
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	p.mu.Lock()
+	p.addrs = out
+	p.mu.Unlock()
+}
+
+func (p *peerSet) get() []netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addrs
+}
+
+// lanFlags choose the game profile whose LAN discovery is bridged.
+type lanFlags struct {
+	name, file *string
+}
+
+func addLANFlags(fs *flag.FlagSet) lanFlags {
+	return lanFlags{
+		name: fs.String("lan", "", `game profile whose LAN discovery is bridged (default: the room's game when a profile has its name; "off": none; "broadcast:PORT" for any game that broadcasts on PORT)`),
+		file: fs.String("profiles", "", "a JSON file of more game profiles"),
+	}
+}
+
+// profile returns the profile to bridge for a room's game, or nil.
+func (f lanFlags) profile(game string) (*lan.Profile, error) {
+	cat := lan.Builtin()
+	if *f.file != "" {
+		if err := cat.Extend(*f.file); err != nil {
+			return nil, fail(ExitUsage, "%v", err)
+		}
+	}
+	name := *f.name
+	switch {
+	case name == "off":
+		return nil, nil
+	case name == "":
+		if _, known := cat[game]; !known {
+			return nil, nil
+		}
+		name = game
+	}
+	p, err := cat.Lookup(name)
+	if err != nil {
+		return nil, fail(ExitUsage, "--lan: %v", err)
+	}
+	return &p, nil
+}
+
+func bindSet(fs *flag.FlagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "bind" })
+	return set
+}
+
+func leaveQuietly(c *roomnet.Client, roomID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = c.Leave(ctx, roomID)
 }

@@ -1,7 +1,8 @@
-package cli
+package lan
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -9,29 +10,37 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/roomnet/roomnet/roomnet/node"
 )
 
-// forwarder makes a "direct connect" game work over a userspace node: on
-// a player's machine the host's game ports listen locally and lead to the
-// host; on the host's machine the room's traffic to those ports reaches
-// the game on 127.0.0.1.
-type forwarder struct {
-	n       *node.Node
-	bind    string
-	logf    func(string, ...any)
+// Room is the room network as the forwarder needs it; *node.Node is one.
+type Room interface {
+	Dial(ctx context.Context, network, addr string) (net.Conn, error)
+	Listen(port uint16) (net.Listener, error)
+	ListenPacket(port uint16) (net.PacketConn, error)
+}
+
+// Forwarder makes a "direct connect" game work over a userspace node: on
+// a player's machine the host's game ports listen locally (on Bind) and
+// lead to the host; on the host's machine the room's traffic to those
+// ports reaches the game on 127.0.0.1.
+type Forwarder struct {
+	Room  Room
+	Stack Stack  // the local network side
+	Bind  string // player side: local address the ports listen on
+	Logf  func(string, ...any)
+
 	mu      sync.Mutex
 	closers []io.Closer
 }
 
-func (f *forwarder) keep(c io.Closer) {
+func (f *Forwarder) keep(c io.Closer) {
 	f.mu.Lock()
 	f.closers = append(f.closers, c)
 	f.mu.Unlock()
 }
 
-func (f *forwarder) close() {
+// Close stops forwarding.
+func (f *Forwarder) Close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.closers {
@@ -45,70 +54,69 @@ func splitPort(p string) (uint16, string) {
 	return uint16(n), proto
 }
 
-// servePlayer listens on bind:port for each port and forwards to the host.
-func (f *forwarder) servePlayer(ctx context.Context, host netip.Addr, ports []string) error {
+// ServePlayer listens on Bind:port for each port and forwards to the host.
+func (f *Forwarder) ServePlayer(ctx context.Context, host netip.Addr, ports []string) error {
 	for _, p := range ports {
 		port, proto := splitPort(p)
-		local := net.JoinHostPort(f.bind, strconv.Itoa(int(port)))
+		local := net.JoinHostPort(f.Bind, strconv.Itoa(int(port)))
 		remote := netip.AddrPortFrom(host, port)
 		switch proto {
 		case "tcp":
-			ln, err := net.Listen("tcp", local)
+			ln, err := f.Stack.Listen("tcp", local)
 			if err != nil {
-				return fail(ExitError, "forwarding %s: %v (is the game port in use here?)", p, err)
+				return fmt.Errorf("forwarding %s: %v (is the game port in use here?)", p, err)
 			}
 			f.keep(ln)
-			go f.tcpLoop(ln, func(ctx context.Context) (net.Conn, error) { return f.n.Dial(ctx, "tcp", remote.String()) })
+			go f.tcpLoop(ln, func(ctx context.Context) (net.Conn, error) { return f.Room.Dial(ctx, "tcp", remote.String()) })
 		case "udp":
-			pc, err := net.ListenPacket("udp", local)
+			pc, err := f.Stack.ListenPacket("udp", local)
 			if err != nil {
-				return fail(ExitError, "forwarding %s: %v (is the game port in use here?)", p, err)
+				return fmt.Errorf("forwarding %s: %v (is the game port in use here?)", p, err)
 			}
 			f.keep(pc)
 			go f.udpLoop(pc, func() (net.PacketConn, net.Addr, error) {
-				c, err := f.n.ListenPacket(0)
+				c, err := f.Room.ListenPacket(0)
 				return c, net.UDPAddrFromAddrPort(remote), err
 			})
 		}
-		f.logf("forwarding %s/%s → host %s", local, proto, remote)
+		f.Logf("forwarding %s/%s → host %s", local, proto, remote)
 	}
 	return nil
 }
 
-// serveHost forwards the room's traffic to the host's local game.
-func (f *forwarder) serveHost(ctx context.Context, ports []string) error {
+// ServeHost forwards the room's traffic to the host's local game.
+func (f *Forwarder) ServeHost(ctx context.Context, ports []string) error {
 	for _, p := range ports {
 		port, proto := splitPort(p)
 		local := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
 		switch proto {
 		case "tcp":
-			ln, err := f.n.Listen(port)
+			ln, err := f.Room.Listen(port)
 			if err != nil {
-				return fail(ExitError, "serving %s: %v", p, err)
+				return fmt.Errorf("serving %s: %v", p, err)
 			}
 			f.keep(ln)
 			go f.tcpLoop(ln, func(ctx context.Context) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "tcp", local)
+				return f.Stack.DialContext(ctx, "tcp", local)
 			})
 		case "udp":
-			pc, err := f.n.ListenPacket(port)
+			pc, err := f.Room.ListenPacket(port)
 			if err != nil {
-				return fail(ExitError, "serving %s: %v", p, err)
+				return fmt.Errorf("serving %s: %v", p, err)
 			}
 			f.keep(pc)
 			addr, _ := net.ResolveUDPAddr("udp", local)
 			go f.udpLoop(pc, func() (net.PacketConn, net.Addr, error) {
-				c, err := net.ListenPacket("udp", "127.0.0.1:0")
+				c, err := f.Stack.ListenPacket("udp", "127.0.0.1:0")
 				return c, addr, err
 			})
 		}
-		f.logf("room port %d/%s → game at %s", port, proto, local)
+		f.Logf("room port %d/%s → game at %s", port, proto, local)
 	}
 	return nil
 }
 
-func (f *forwarder) tcpLoop(ln net.Listener, dial func(context.Context) (net.Conn, error)) {
+func (f *Forwarder) tcpLoop(ln net.Listener, dial func(context.Context) (net.Conn, error)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -120,7 +128,7 @@ func (f *forwarder) tcpLoop(ln net.Listener, dial func(context.Context) (net.Con
 			up, err := dial(ctx)
 			cancel()
 			if err != nil {
-				f.logf("forward: %v", err)
+				f.Logf("forward: %v", err)
 				return
 			}
 			defer up.Close()
@@ -135,7 +143,7 @@ func (f *forwarder) tcpLoop(ln net.Listener, dial func(context.Context) (net.Con
 // udpLoop relays datagrams: each source address on pc gets its own
 // upstream socket, whose answers go back to that source. Idle flows
 // expire after two minutes.
-func (f *forwarder) udpLoop(pc net.PacketConn, upstream func() (net.PacketConn, net.Addr, error)) {
+func (f *Forwarder) udpLoop(pc net.PacketConn, upstream func() (net.PacketConn, net.Addr, error)) {
 	type flow struct {
 		c   net.PacketConn
 		dst net.Addr
@@ -159,7 +167,7 @@ func (f *forwarder) udpLoop(pc net.PacketConn, upstream func() (net.PacketConn, 
 			c, dst, err := upstream()
 			if err != nil {
 				mu.Unlock()
-				f.logf("forward udp: %v", err)
+				f.Logf("forward udp: %v", err)
 				continue
 			}
 			fl = &flow{c: c, dst: dst}
@@ -182,7 +190,7 @@ func (f *forwarder) udpLoop(pc net.PacketConn, upstream func() (net.PacketConn, 
 		}
 		mu.Unlock()
 		if _, err := fl.c.WriteTo(buf[:n], fl.dst); err != nil {
-			f.logf("forward udp: %v", err)
+			f.Logf("forward udp: %v", err)
 		}
 	}
 }

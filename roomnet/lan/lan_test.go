@@ -1,0 +1,328 @@
+package lan_test
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/roomnet/roomnet/roomnet"
+	"github.com/roomnet/roomnet/roomnet/lan"
+	"github.com/roomnet/roomnet/roomnettest"
+)
+
+func TestMain(m *testing.M) { roomnettest.Main(m) }
+
+// machine makes a network namespace that stands for one player's machine:
+// loopback and a LAN interface of its own (nothing leaves the namespace),
+// with the default route on that LAN so broadcasts and multicasts have
+// somewhere to go. Broadcasts sent there reach that namespace's sockets
+// and nothing else.
+func machine(t *testing.T, lanIP string) lan.Stack {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make network namespaces (ip netns): skipped")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip to make network namespaces: skipped")
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "rntest-" + hex.EncodeToString(b)
+	run := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command("ip", args...).CombinedOutput()
+		require.NoError(t, err, "ip %s: %s", strings.Join(args, " "), out)
+	}
+	run("netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	run("-n", name, "link", "set", "lo", "up")
+	// A veth pair whose both ends stay in the namespace: what goes out of
+	// lan0 ends at lan1, which has no address.
+	run("-n", name, "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
+	run("-n", name, "link", "set", "lan1", "up")
+	run("-n", name, "addr", "add", lanIP+"/24", "brd", "+", "dev", "lan0")
+	run("-n", name, "link", "set", "lan0", "up")
+	run("-n", name, "route", "add", "default", "dev", "lan0")
+	return lan.Stack{Namespace: name}
+}
+
+// fakeGame is a LAN game: it announces itself on the discovery port, or
+// listens for announcements, and serves TCP and UDP on its game port.
+type fakeGame struct {
+	t     *testing.T
+	stack lan.Stack
+}
+
+func (g fakeGame) serve(port int) {
+	ln, err := g.stack.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port))
+	require.NoError(g.t, err)
+	pc, err := g.stack.ListenPacket("udp", fmt.Sprintf("0.0.0.0:%d", port))
+	require.NoError(g.t, err)
+	roomnettest.ServeEcho(g.t, ln, pc, "game:")
+}
+
+// announce sends payload to dst every 200 ms from the discovery port.
+func (g fakeGame) announce(port int, dst string, payload string) {
+	c, err := lan.SharedSocket(g.stack, fmt.Sprintf(":%d", port))
+	require.NoError(g.t, err)
+	done := make(chan struct{})
+	g.t.Cleanup(func() { close(done); c.Close() })
+	to, err := net.ResolveUDPAddr("udp4", dst)
+	require.NoError(g.t, err)
+	go func() {
+		for {
+			_, _ = c.WriteTo([]byte(payload), to)
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+}
+
+// discover waits on the discovery port for an announcement holding want
+// and returns it with its source address.
+func (g fakeGame) discover(port int, group string, want string) (string, netip.Addr) {
+	c, err := lan.SharedSocket(g.stack, fmt.Sprintf(":%d", port))
+	require.NoError(g.t, err)
+	defer c.Close()
+	if group != "" {
+		require.NoError(g.t, lan.JoinGroup(g.stack, c, group))
+	}
+	buf := make([]byte, 2048)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		n, src, err := c.ReadFromUDPAddrPort(buf)
+		if err == nil && strings.Contains(string(buf[:n]), want) {
+			return string(buf[:n]), src.Addr()
+		}
+	}
+	g.t.Fatalf("no announcement with %q on port %d", want, port)
+	return "", netip.Addr{}
+}
+
+// play opens a TCP and a UDP session to the discovered game.
+func (g fakeGame) play(host netip.Addr, port int) {
+	g.t.Helper()
+	ctx := roomnettest.Context(g.t, 30*time.Second)
+	c, err := g.stack.DialContext(ctx, "tcp", netip.AddrPortFrom(host, uint16(port)).String())
+	require.NoError(g.t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintln(c, "join request")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(g.t, err)
+	require.Equal(g.t, "game:join request\n", line)
+	u, err := g.stack.DialContext(ctx, "udp", netip.AddrPortFrom(host, uint16(port)).String())
+	require.NoError(g.t, err)
+	defer u.Close()
+	buf := make([]byte, 100)
+	for {
+		_, _ = u.Write([]byte("state"))
+		_ = u.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if n, err := u.Read(buf); err == nil {
+			require.Equal(g.t, "game:state", string(buf[:n]))
+			return
+		}
+		require.NoError(g.t, ctx.Err(), "no UDP answer through the room")
+	}
+}
+
+type member struct {
+	node interface {
+		lan.Room
+		IP() netip.Addr
+	}
+	stack lan.Stack
+}
+
+// room makes a room with a host and a player, each with a node and a
+// machine (namespace) of its own.
+func room(t *testing.T, h *roomnettest.Harness, ports []string) (host, player member) {
+	ctx := roomnettest.Context(t, 60*time.Second)
+	alice, bob := h.User("alice"), h.User("bob")
+	r, err := alice.CreateRoom(ctx, roomnet.CreateRoom{Name: "lan party", MaxPlayers: 4, Public: true, Ports: ports})
+	require.NoError(t, err)
+	grant, err := bob.Join(ctx, r.Room.ID, "")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); host.node = roomnettest.Node(t, r.Join, "alice") }()
+	go func() { defer wg.Done(); player.node = roomnettest.Node(t, grant, "bob") }()
+	wg.Wait()
+	host.stack, player.stack = machine(t, "10.201.0.1"), machine(t, "10.202.0.1")
+	return host, player
+}
+
+func bridge(t *testing.T, m member, peer member, p lan.Profile) *lan.Bridge {
+	pc, err := m.node.ListenPacket(lan.BridgePort)
+	require.NoError(t, err)
+	b, err := lan.NewBridge(lan.BridgeOptions{
+		Profile: p, Stack: m.stack, Room: pc,
+		Peers: func() []netip.Addr { return []netip.Addr{peer.node.IP()} },
+		Logf:  t.Logf,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// The host's game broadcasts on its LAN; the player's game, on another
+// LAN, hears it through the bridges and plays with it over TCP and UDP.
+func TestBroadcastDiscoveryAcrossTheRoom(t *testing.T) {
+	h := roomnettest.New(t)
+	const disc, gamePort = 4999, 7777
+	ports := []string{"7777/tcp", "7777/udp"}
+	host, player := room(t, h, ports)
+	profile := lan.Profile{Name: "fake", Discovery: []lan.Discovery{{Method: lan.Broadcast, Port: disc}}, Ports: ports}
+
+	hostGame, playerGame := fakeGame{t, host.stack}, fakeGame{t, player.stack}
+	hostGame.serve(gamePort)
+	// Without the bridge the player's LAN hears nothing: they are two houses.
+	hostGame.announce(disc, "255.255.255.255:4999", "FAKEGAME v1 alice's game")
+	c, err := lan.SharedSocket(player.stack, ":4999")
+	require.NoError(t, err)
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _, err = c.ReadFromUDPAddrPort(make([]byte, 100))
+	require.Error(t, err, "the player's LAN heard the host's broadcast without a bridge")
+	c.Close()
+
+	hb := bridge(t, host, player, profile)
+	pb := bridge(t, player, host, profile)
+	hf := &lan.Forwarder{Room: host.node, Stack: host.stack, Logf: t.Logf}
+	require.NoError(t, hf.ServeHost(t.Context(), ports))
+	t.Cleanup(hf.Close)
+	pf := &lan.Forwarder{Room: player.node, Stack: player.stack, Bind: "0.0.0.0", Logf: t.Logf}
+	require.NoError(t, pf.ServePlayer(t.Context(), host.node.IP(), ports))
+	t.Cleanup(pf.Close)
+
+	msg, from := playerGame.discover(disc, "", "FAKEGAME")
+	require.Equal(t, "FAKEGAME v1 alice's game", msg)
+	require.Equal(t, "10.202.0.1", from.String(), "the announcement appears on the player's own LAN")
+	playerGame.play(from, gamePort)
+	require.Positive(t, hb.Sent.Load())
+	require.Positive(t, pb.Emitted.Load())
+	require.Zero(t, hb.Emitted.Load(), "nothing was sent back: the player's game did not announce")
+}
+
+// Minecraft Java announces on multicast 224.0.2.60:4445 with its port in
+// the text; the player's game hears it with the port that leads to the
+// host on the player's machine.
+func TestMinecraftMulticastDiscoveryRewritesThePort(t *testing.T) {
+	h := roomnettest.New(t)
+	mc, err := lan.Builtin().Lookup("minecraft-java")
+	require.NoError(t, err)
+	host, player := room(t, h, mc.Ports)
+	fakeGame{t, host.stack}.announce(4445, "224.0.2.60:4445", "[MOTD]alice - world[/MOTD][AD]25565[/AD]")
+	bridge(t, host, player, mc)
+	pc, err := player.node.ListenPacket(lan.BridgePort)
+	require.NoError(t, err)
+	pb, err := lan.NewBridge(lan.BridgeOptions{Profile: mc, Stack: player.stack, Room: pc,
+		Peers:     func() []netip.Addr { return []netip.Addr{host.node.IP()} },
+		LocalPort: func(p uint16) uint16 { return p + 10000 }})
+	require.NoError(t, err)
+	t.Cleanup(func() { pb.Close() })
+	msg, _ := fakeGame{t, player.stack}.discover(4445, "224.0.2.60", "[MOTD]")
+	require.Equal(t, "[MOTD]alice - world[/MOTD][AD]35565[/AD]", msg)
+}
+
+// A member flooding bridged packets gets a bounded number re-emitted, and
+// malformed or foreign packets are dropped.
+func TestFloodingPeerIsBounded(t *testing.T) {
+	h := roomnettest.New(t)
+	host, player := room(t, h, nil)
+	profile := lan.Profile{Name: "fake", Discovery: []lan.Discovery{{Method: lan.Broadcast, Port: 4998}}}
+	pb := bridge(t, player, host, profile)
+	out, err := host.node.ListenPacket(0)
+	require.NoError(t, err)
+	defer out.Close()
+	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(player.node.IP(), lan.BridgePort))
+	good, err := lan.Packet{Port: 4998, Payload: []byte("announce")}.Encode()
+	require.NoError(t, err)
+	foreign, _ := lan.Packet{Port: 1234, Payload: []byte("other game")}.Encode()
+	start := time.Now()
+	for range 500 {
+		_, _ = out.WriteTo(good, to)
+		_, _ = out.WriteTo(foreign, to)
+		_, _ = out.WriteTo([]byte("RNLB garbage"), to)
+	}
+	// UDP over the room may lose some of a burst: wait until arrivals stop.
+	for last := int64(-1); ; {
+		time.Sleep(500 * time.Millisecond)
+		n := pb.Received.Load()
+		if n == last {
+			break
+		}
+		last = n
+	}
+	require.Greater(t, pb.Received.Load(), int64(200), "the flood did not arrive")
+	bound := int64(40 + 20*time.Since(start).Seconds() + 1)
+	require.LessOrEqual(t, pb.Emitted.Load(), bound, "re-emitted more than the rate limit allows")
+	require.Positive(t, pb.Emitted.Load())
+	require.Positive(t, pb.Dropped.Load())
+}
+
+func TestProfiles(t *testing.T) {
+	c := lan.Builtin()
+	require.Contains(t, c.Names(), "minecraft-java")
+	require.Contains(t, c.Names(), "warcraft3")
+	p, err := c.Lookup("broadcast:27016")
+	require.NoError(t, err)
+	require.Equal(t, uint16(27016), p.Discovery[0].Port)
+	for _, bad := range []string{"broadcast:0", "broadcast:70000", "broadcast:x", "doom95"} {
+		_, err := c.Lookup(bad)
+		require.Error(t, err, bad)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mine.json")
+	require.NoError(t, os.WriteFile(file, []byte(`[{"name":"openttd","discovery":[{"method":"broadcast","port":3979}],"ports":["3979/tcp","3979/udp"]}]`), 0o600))
+	require.NoError(t, c.Extend(file))
+	p, err = c.Lookup("openttd")
+	require.NoError(t, err)
+	require.Equal(t, []string{"3979/tcp", "3979/udp"}, p.Ports)
+	for name, body := range map[string]string{
+		"not json":        `{`,
+		"unknown field":   `[{"name":"x","discovery":[{"method":"broadcast","port":1}],"bogus":1}]`,
+		"bad method":      `[{"name":"x","discovery":[{"method":"anycast","port":1}]}]`,
+		"unicast group":   `[{"name":"x","discovery":[{"method":"multicast","group":"10.0.0.1","port":1}]}]`,
+		"no port":         `[{"name":"x","discovery":[{"method":"broadcast"}]}]`,
+		"bad game port":   `[{"name":"x","discovery":[{"method":"broadcast","port":1}],"ports":["80/sctp"]}]`,
+		"unknown rewrite": `[{"name":"x","discovery":[{"method":"broadcast","port":1,"rewrite":"quake"}]}]`,
+	} {
+		require.NoError(t, os.WriteFile(file, []byte(body), 0o600))
+		require.Error(t, c.Extend(file), name)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	good, _ := lan.Packet{Port: 4445, Group: netip.MustParseAddr("224.0.2.60"), Payload: []byte("[MOTD]x[/MOTD][AD]25565[/AD]")}.Encode()
+	f.Add(good)
+	f.Add([]byte("RNLB"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := lan.Decode(b)
+		if err != nil {
+			return
+		}
+		if p.Port == 0 || len(p.Payload) == 0 || len(p.Payload) > lan.MaxPayload || p.Group.IsValid() && !p.Group.IsMulticast() {
+			t.Fatalf("accepted a bad packet: %+v", p)
+		}
+		again, err := p.Encode()
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("does not round-trip: %v", err)
+		}
+	})
+}
