@@ -84,6 +84,10 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = cmdKick(ctx, rest, env)
 	case "close":
 		err = cmdClose(ctx, rest, env)
+	case "ping":
+		err = cmdPing(ctx, rest, env)
+	case "chat":
+		err = cmdChat(ctx, rest, env)
 	case "help", "-h", "--help":
 		usage(env.Stdout)
 		return ExitOK
@@ -114,6 +118,8 @@ func usage(w io.Writer) {
   join   <room id | invite code | roomnet://join/CODE> [--password P] [--bind 127.0.0.1]
   open   roomnet://join/CODE                             what a launcher's URL handler runs
   status [--json] | leave | kick <member> | close         the room this machine is in
+  ping   <member> [--count N] [--json]                   round trip over the room (from the running session)
+  chat   [--room ID | --lobby NAME] [--send TEXT | --tail] [--json]   room chat in the terminal
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 server unreachable, 4 not logged in,
 10 wrong password, 11 room full, 12 room closed, 13 kicked, 14 node failed

@@ -219,6 +219,38 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 	require.Len(t, st.Members, 2)
 	require.Equal(t, []string{fmt.Sprintf("%d/tcp", port), fmt.Sprintf("%d/udp", port)}, st.Room.Ports)
 
+	// ping reaches the running session's node from another process.
+	code, out, errs = bob.run("", "ping", "alice", "--count", "2", "--json")
+	require.Equal(t, 0, code, errs)
+	pings := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, pings, 2)
+	for _, l := range pings {
+		var r cli.PingResult
+		require.NoError(t, json.Unmarshal([]byte(l), &r))
+		require.Equal(t, "alice", r.Member)
+		require.Positive(t, r.RTTMS)
+		require.Empty(t, r.Error)
+	}
+	code, _, _ = bob.run("", "ping", "mallory")
+	require.Equal(t, cli.ExitError, code, "pinging a non-member fails")
+	code, _, _ = carol.run("", "ping", "alice")
+	require.Equal(t, cli.ExitError, code, "no session runs for carol")
+
+	// Room chat from the terminal.
+	code, _, errs = alice.run("", "chat", "--send", "gl hf")
+	require.Equal(t, 0, code, errs)
+	code, out, errs = bob.run("", "chat", "--tail")
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "alice: gl hf")
+	code, _, _ = carol.run("", "chat", "--room", st.Room.ID, "--send", "let me in")
+	require.Equal(t, cli.ExitError, code, "a non-member cannot post")
+	code, out, errs = bob.run("typed line\n", "chat", "--json")
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, `"body":"gl hf"`)
+	code, out, _ = alice.run("", "chat", "--tail")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "bob: typed line", "a line typed on stdin was sent before EOF ended the session")
+
 	// Errors a launcher branches on.
 	for _, tc := range []struct {
 		who  *user

@@ -210,6 +210,11 @@ func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room
 		defer br.Close()
 		rep.progress("lan_bridge", "bridging LAN discovery for "+prof.Name, map[string]any{"profile": prof.Name})
 	}
+	if stop, err := serveControl(dir, n, peers); err != nil {
+		fmt.Fprintf(env.Stderr, "roomnet ping will not reach this session: %v\n", err)
+	} else {
+		defer stop()
+	}
 	return watch(ctx, rep, c, n, room.ID, leave, peers)
 }
 
@@ -356,27 +361,37 @@ func cutOff(c *roomnet.Client, roomID string) error {
 	return fail(ExitNodeFailed, "the node was disconnected from the room")
 }
 
-// peerSet is the room addresses of the other members, for the bridge.
+// peerSet is the room addresses of the other members, for the bridge
+// and ping.
 type peerSet struct {
-	self  netip.Addr
-	mu    sync.Mutex
-	addrs []netip.Addr
+	self   netip.Addr
+	mu     sync.Mutex
+	addrs  []netip.Addr
+	byName map[string][]netip.Addr
 }
 
 func (p *peerSet) set(members []roomnet.Member) {
 	var out []netip.Addr
+	byName := map[string][]netip.Addr{}
 	for _, m := range members {
 		for _, nd := range m.Nodes {
 			for _, ip := range nd.IPs {
 				if a, err := netip.ParseAddr(ip); err == nil && a.Is4() && a != p.self {
 					out = append(out, a)
+					byName[m.Username] = append(byName[m.Username], a)
 				}
 			}
 		}
 	}
 	p.mu.Lock()
-	p.addrs = out
+	p.addrs, p.byName = out, byName
 	p.mu.Unlock()
+}
+
+func (p *peerSet) of(member string) []netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.byName[member]
 }
 
 func (p *peerSet) get() []netip.Addr {
