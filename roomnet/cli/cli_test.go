@@ -335,3 +335,60 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 	code, _, _ = carol.run("", "join", link)
 	require.Equal(t, cli.ExitRoomClosed, code)
 }
+
+// login signs a CLI user in.
+func (u *user) login(t *testing.T, h *roomnettest.Harness, name string) {
+	code, _, errs := u.run("password-"+name+"\n", "login", "--server", h.URL, "--username", name, "--password-stdin")
+	require.Equal(t, 0, code, errs)
+}
+
+// With --tun the CLI drives the official Tailscale client through its
+// LocalAPI: it joins the room, reaches the host, answers ping, and is
+// logged out of the room when the session ends.
+func TestJoinWithTheOfficialClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds tailscaled")
+	}
+	ts := roomnettest.StartTailscaled(t)
+	h := roomnettest.New(t)
+	h.User("alice")
+	h.User("bob")
+	alice, bob := newUser(t), newUser(t)
+	alice.login(t, h, "alice")
+	bob.login(t, h, "bob")
+	host := alice.start("host", "--name", "tun room", "--game", "fake")
+	invite := host.await(t, "invite code:")
+	host.await(t, "node up:")
+
+	player := bob.start("join", invite, "--tun", "--tailscale-socket", ts.Socket, "--json")
+	player.await(t, `{"event":"host_reached"`)
+	up := player.await(t, `{"event":"node_up"`)
+	status := func() (state string, peers int) {
+		out, err := ts.Run(10*time.Second, "status", "--json")
+		require.NoError(t, err, out)
+		var st struct {
+			BackendState string
+			Peer         map[string]any
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &st))
+		return st.BackendState, len(st.Peer)
+	}
+	state, peers := status()
+	require.Equal(t, "Running", state)
+	require.Equal(t, 1, peers, "the official client sees the room's host and nothing else")
+	require.Contains(t, up, `"ip":"100.64.`)
+
+	code, out, errs := bob.run("", "ping", "alice", "--count", "1")
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "ms relayed via")
+
+	require.NoError(t, player.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case code := <-player.done:
+		require.Equal(t, 0, code)
+	case <-time.After(30 * time.Second):
+		t.Fatal("roomnet join --tun did not exit on SIGTERM")
+	}
+	state, _ = status()
+	require.NotEqual(t, "Running", state, "the official client must leave the room with the session")
+}

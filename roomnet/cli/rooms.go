@@ -49,6 +49,7 @@ func (p *portList) Set(v string) error { *p = append(*p, v); return nil }
 type createFlags struct {
 	name, game, password *string
 	lan                  lanFlags
+	node                 nodeFlags
 	max                  *int
 	private, asJSON      *bool
 	ports                portList
@@ -65,6 +66,7 @@ func addCreateFlags(fs *flag.FlagSet) *createFlags {
 	}
 	fs.Var(&f.ports, "port", "a game port players forward to the host, e.g. 27015/udp (repeatable; default: the game profile's)")
 	f.lan = addLANFlags(fs)
+	f.node = addNodeFlags(fs)
 	return f
 }
 

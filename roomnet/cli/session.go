@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -63,7 +64,7 @@ func cmdHost(ctx context.Context, args []string, env Env) error {
 		return rep.done(err)
 	}
 	rep.emit("room", map[string]any{"room": r.Room}, func() { printInvite(env, r.Room) })
-	return rep.done(session(ctx, rep, c, s, r.Room, r.Join, true, "127.0.0.1", prof))
+	return rep.done(session(ctx, rep, c, s, r.Room, r.Join, sessionOpts{host: true, bind: "127.0.0.1", prof: prof, node: f.node}))
 }
 
 func cmdJoin(ctx context.Context, args []string, env Env) error {
@@ -72,6 +73,7 @@ func cmdJoin(ctx context.Context, args []string, env Env) error {
 	bind := fs.String("bind", "127.0.0.1", "local address the host's game ports are forwarded on")
 	asJSON := fs.Bool("json", false, "one JSON event per line on stdout, for launchers")
 	lanf := addLANFlags(fs)
+	nodef := addNodeFlags(fs)
 	// Flags may follow the target: roomnet join CODE --password x.
 	var target string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -123,14 +125,37 @@ func cmdJoin(ctx context.Context, args []string, env Env) error {
 		*bind = "0.0.0.0"
 	}
 	rep.emit("room", map[string]any{"room": room}, func() {})
-	return rep.done(session(ctx, rep, c, s, room, grant, false, *bind, prof))
+	return rep.done(session(ctx, rep, c, s, room, grant, sessionOpts{bind: *bind, prof: prof, node: nodef}))
 }
 
 // session brings the node up, forwards game ports and shows the room until
 // the user stops it (then it leaves, so the node is removed at once) or
 // the server cuts the node off.
-func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room roomnet.Room, grant roomnet.JoinGrant, host bool, bind string, prof *lan.Profile) error {
+// sessionOpts say how a session runs.
+type sessionOpts struct {
+	host bool
+	bind string       // player side: where the host's ports are forwarded
+	prof *lan.Profile // LAN discovery to bridge, if any
+	node nodeFlags
+}
+
+// nodeFlags choose the node: userspace (default) or the machine's
+// Tailscale client.
+type nodeFlags struct {
+	tun    *bool
+	socket *string
+}
+
+func addNodeFlags(fs *flag.FlagSet) nodeFlags {
+	return nodeFlags{
+		tun:    fs.Bool("tun", false, "use this machine's Tailscale client (tailscaled, with a TUN device) instead of a userspace node: games reach room addresses directly"),
+		socket: fs.String("tailscale-socket", "", "tailscaled's LocalAPI socket for --tun (default: the platform's)"),
+	}
+}
+
+func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room roomnet.Room, grant roomnet.JoinGrant, o sessionOpts) error {
 	env := rep.env
+	host, bind, prof := o.host, o.bind, o.prof
 	rep.progress("key_issued", "key issued; bringing the node up…", nil)
 	s.Room = room.ID
 	_ = saveState(env, s)
@@ -147,11 +172,16 @@ func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room
 		return err
 	}
 	upCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	n, err := node.Start(upCtx, node.Options{
-		Dir:      filepath.Join(dir, "nodes", room.ID),
-		Hostname: strings.ToLower(s.Username),
-		Grant:    grant,
-	})
+	var n *node.Node
+	if *o.node.tun {
+		n, err = node.Attach(upCtx, *o.node.socket, grant, strings.ToLower(s.Username))
+	} else {
+		n, err = node.Start(upCtx, node.Options{
+			Dir:      filepath.Join(dir, "nodes", room.ID),
+			Hostname: strings.ToLower(s.Username),
+			Grant:    grant,
+		})
+	}
 	cancel()
 	if err != nil {
 		leave()
@@ -162,19 +192,38 @@ func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room
 	}
 	defer func() {
 		n.Close()
-		os.RemoveAll(filepath.Join(dir, "nodes", room.ID))
+		if !n.Attached() {
+			os.RemoveAll(filepath.Join(dir, "nodes", room.ID))
+		}
 	}()
 	rep.emit("node_up", map[string]any{"ip": n.IP().String(), "room_id": room.ID}, func() {
 		fmt.Fprintf(env.Stdout, "node up: %s in room %s\n", n.IP(), room.ID)
 	})
 
 	fw := &lan.Forwarder{Room: n, Bind: bind, Logf: func(format string, a ...any) { fmt.Fprintf(env.Stderr, format+"\n", a...) }}
-	if host {
+	switch {
+	case n.Attached():
+		// The system routes the room: no forwarding, and the host's game
+		// is reached at its room address.
+		if !host {
+			hostIP, err := waitHost(ctx, c, room.ID)
+			if err == nil {
+				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				err = n.WaitReachable(wctx, hostIP)
+				cancel()
+			}
+			if err != nil {
+				leave()
+				return fail(ExitNodeFailed, "the host's node did not answer: %v", err)
+			}
+			rep.emit("host_reached", map[string]any{"ip": hostIP.String()}, func() { fmt.Fprintf(env.Stdout, "host reached at %s\n", hostIP) })
+		}
+	case host:
 		if err := fw.ServeHost(ctx, room.Ports); err != nil {
 			leave()
 			return fail(ExitError, "%v", err)
 		}
-	} else {
+	default:
 		hostIP, err := waitHost(ctx, c, room.ID)
 		if err != nil {
 			leave()
@@ -196,7 +245,7 @@ func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room
 	defer fw.Close()
 	peers := &peerSet{self: n.IP()}
 	if prof != nil {
-		pc, err := n.ListenPacket(lan.BridgePort)
+		pc, err := bridgeSocket(n)
 		if err != nil {
 			leave()
 			return fail(ExitError, "LAN discovery: %v", err)
@@ -447,4 +496,17 @@ func leaveQuietly(c *roomnet.Client, roomID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = c.Leave(ctx, roomID)
+}
+
+// bridgeSocket opens the LAN bridge's socket on the room network: on the
+// userspace node, or with --tun on the system's room address.
+func bridgeSocket(n *node.Node) (net.PacketConn, error) {
+	if !n.Attached() {
+		return n.ListenPacket(lan.BridgePort)
+	}
+	pc, err := net.ListenPacket("udp4", netip.AddrPortFrom(n.IP(), lan.BridgePort).String())
+	if err != nil {
+		return nil, fmt.Errorf("%v (with --tun the room address must be on a system interface; tailscaled in userspace-networking mode has none)", err)
+	}
+	return pc, nil
 }

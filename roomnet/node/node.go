@@ -1,7 +1,9 @@
 // Package node brings a member's WireGuard node into a room's network in
 // userspace (tsnet: no TUN, no admin rights) and keeps it off the
 // internet: no log upload, no port mapper, and dials only to known peers
-// (a tsnet dial to a non-peer would fall back to the host network).
+// (a tsnet dial to a non-peer would fall back to the host network). It
+// can instead drive the machine's own Tailscale client (Attach), whose
+// TUN device lets games see room addresses directly.
 package node
 
 import (
@@ -16,6 +18,7 @@ import (
 
 	"tailscale.com/client/local"
 	"tailscale.com/envknob"
+	"tailscale.com/ipn"
 	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
 	"tailscale.com/tsnet"
@@ -112,6 +115,67 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	}
 	return n, nil
 }
+
+// ErrAttached reports a userspace-only operation on a node that drives
+// the machine's Tailscale client: the system routes room addresses itself.
+var ErrAttached = errors.New("node: the machine's Tailscale client carries this room; use the room addresses directly")
+
+// Attach drives the Tailscale client already running on this machine
+// (tailscaled with a TUN device) through its LocalAPI at socket ("": the
+// platform's default): it points that client at the room's control server
+// and logs it in with the grant's single-use key, then returns once it is
+// running with an address. Games then reach room addresses directly, with
+// no forwarding. The client leaves whatever tailnet it was on for the
+// session; Logout logs it out of the room.
+func Attach(ctx context.Context, socket string, grant roomnet.JoinGrant, hostname string) (*Node, error) {
+	if grant.AuthKey == "" || grant.LoginServer == "" {
+		return nil, errors.New("node: the grant has no key or login server")
+	}
+	lc := &local.Client{Socket: socket, UseSocketOnly: socket != ""}
+	prefs := ipn.NewPrefs()
+	prefs.ControlURL = grant.LoginServer
+	prefs.WantRunning = true
+	prefs.Hostname = hostname
+	prefs.CorpDNS = false  // the room has no DNS to push
+	prefs.RouteAll = false // nor routes
+	if err := lc.Start(ctx, ipn.Options{AuthKey: grant.AuthKey, UpdatePrefs: prefs}); err != nil {
+		return nil, fmt.Errorf("talking to tailscaled (is it running? --tailscale-socket): %w", err)
+	}
+	st, err := lc.StatusWithoutPeers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading tailscaled status: %w", err)
+	}
+	if !st.HaveNodeKey {
+		if err := lc.StartLoginInteractive(ctx); err != nil {
+			return nil, fmt.Errorf("logging tailscaled in: %w", err)
+		}
+	}
+	n := &Node{lc: lc}
+	for {
+		st, err := lc.StatusWithoutPeers(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading tailscaled status: %w", err)
+		}
+		if st.BackendState == "Running" && st.Self != nil {
+			for _, a := range st.Self.TailscaleIPs {
+				if a.Is4() {
+					n.ip = a
+				}
+			}
+			if n.ip.IsValid() {
+				return n, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("tailscaled did not come up in the room (state %s): %w", st.BackendState, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Attached reports whether the node is the machine's Tailscale client.
+func (n *Node) Attached() bool { return n.ts == nil }
 
 // IP is the node's room address (IPv4 when it has one).
 func (n *Node) IP() netip.Addr { return n.ip }
@@ -241,25 +305,46 @@ func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrNotPeer, ap.Addr())
 	}
+	if n.ts == nil {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr) // the system routes the room
+	}
 	return n.ts.Dial(ctx, network, addr)
 }
 
 // Listen listens for TCP on the node's room address.
 func (n *Node) Listen(port uint16) (net.Listener, error) {
+	if n.ts == nil {
+		return nil, ErrAttached
+	}
 	return n.ts.Listen("tcp", netip.AddrPortFrom(n.ip, port).String())
 }
 
 // ListenPacket listens for UDP on the node's room address.
 func (n *Node) ListenPacket(port uint16) (net.PacketConn, error) {
+	if n.ts == nil {
+		return nil, ErrAttached
+	}
 	return n.ts.ListenPacket("udp", netip.AddrPortFrom(n.ip, port).String())
 }
 
 // Logout removes the node from the coordination server (ephemeral nodes
 // are deleted at once) and stops it.
 func (n *Node) Logout(ctx context.Context) error {
+	if n.ts == nil {
+		return n.lc.Logout(ctx)
+	}
 	err := n.lc.Logout(ctx)
 	return errors.Join(err, n.Close())
 }
 
-// Close stops the node.
-func (n *Node) Close() error { return n.ts.Close() }
+// Close stops the node; an attached client is logged out of the room
+// instead (the daemon keeps running).
+func (n *Node) Close() error {
+	if n.ts == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return n.lc.Logout(ctx)
+	}
+	return n.ts.Close()
+}
