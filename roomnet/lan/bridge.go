@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/time/rate"
@@ -15,6 +16,12 @@ import (
 
 // BridgePort is the room-network UDP port bridges talk on.
 const BridgePort = 7650
+
+// Bounds of the bridge's state.
+const (
+	maxFlows = 64              // remote announcing game sockets served at once
+	flowIdle = 2 * time.Minute // a flow without traffic is closed
+)
 
 // BridgeOptions configures a Bridge.
 type BridgeOptions struct {
@@ -28,31 +35,51 @@ type BridgeOptions struct {
 	// LocalPort maps a host's game port to the port that leads to it on
 	// this machine, for announcements that embed it [the same port].
 	LocalPort func(uint16) uint16
-	// PerSec and Burst bound what the bridge forwards each way: captured
-	// packets in all, and received packets per peer [20, 40].
+	// PerSec and Burst bound what the bridge forwards each way: what it
+	// sends in all, and what it accepts from each peer [20, 40].
 	PerSec float64
 	Burst  int
 	Logf   func(string, ...any)
 }
 
-// Bridge carries a game's LAN discovery across a room: packets the local
-// game broadcasts or multicasts on the profile's ports are sent, as
-// unicast over the room network, to every other member's bridge, which
-// sends them again on its own LAN, so each member's game sees the others'
-// announcements as if they were in one house.
+// Bridge carries a game's LAN discovery across a room. Packets the local
+// game broadcasts or multicasts on the profile's ports go, as unicast over
+// the room network, to every other member's bridge, which sends them
+// again on its own LAN from a socket of that flow; what a game answers to
+// that socket travels back to the announcing game, and what the
+// announcing game then sends to the answer's source reaches the game that
+// answered. So each member's game sees the others' games as if they were
+// in one house, for announce-only and query-and-reply discovery alike.
 type Bridge struct {
 	o        BridgeOptions
-	emitter  *net.UDPConn
-	emitPort uint16
 	captures []*net.UDPConn
 	out      *rate.Limiter
 
-	mu sync.Mutex
-	in map[netip.Addr]*rate.Limiter
-	wg sync.WaitGroup
+	mu      sync.Mutex
+	in      map[netip.Addr]*rate.Limiter
+	flows   map[flowKey]*flow     // remote games' announcements re-emitted here
+	returns map[netip.Addr]*flow  // per peer: replies delivered to local games from here
+	games   map[uint16]netip.Addr // local game socket port → its address
+	own     map[uint16]bool       // local ports of the bridge's sockets
+	closed  bool
+	wg      sync.WaitGroup
 
 	// Counters.
 	Captured, Sent, Received, Emitted, Dropped atomic.Int64
+}
+
+type flowKey struct {
+	peer netip.Addr
+	game uint16 // the announcing game's source port on that peer
+}
+
+// flow is a LAN socket of the bridge. For a remote announcing game it
+// re-emits the announcements and hears the answers (last: who answered);
+// for a peer's returns it delivers answers to local games and hears
+// their follow-ups.
+type flow struct {
+	c    *net.UDPConn
+	last atomic.Pointer[netip.AddrPort]
 }
 
 // NewBridge opens the bridge's sockets and starts it; Close stops it.
@@ -69,34 +96,56 @@ func NewBridge(o BridgeOptions) (*Bridge, error) {
 	if err := o.Profile.validate(); err != nil {
 		return nil, err
 	}
-	b := &Bridge{o: o, out: rate.NewLimiter(rate.Limit(o.PerSec), o.Burst), in: map[netip.Addr]*rate.Limiter{}}
-	var err error
-	if b.emitter, err = o.Stack.listenShared("0.0.0.0:0"); err != nil {
-		return nil, fmt.Errorf("lan: emitter: %w", err)
-	}
-	b.emitPort = uint16(b.emitter.LocalAddr().(*net.UDPAddr).Port)
-	ep := ipv4.NewPacketConn(b.emitter)
-	_ = ep.SetMulticastTTL(1) // announcements stay on the local network
-	_ = ep.SetMulticastLoopback(true)
+	b := &Bridge{o: o, out: rate.NewLimiter(rate.Limit(o.PerSec), o.Burst), in: map[netip.Addr]*rate.Limiter{},
+		flows: map[flowKey]*flow{}, returns: map[netip.Addr]*flow{}, games: map[uint16]netip.Addr{}, own: map[uint16]bool{}}
 	for _, d := range o.Profile.Discovery {
-		c, err := o.Stack.listenShared(":" + strconv.Itoa(int(d.Port)))
-		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("lan: listening for %s on port %d: %w", d.Method, d.Port, err)
-		}
-		b.captures = append(b.captures, c)
-		if d.Method == Multicast {
-			if err := JoinGroup(o.Stack, c, d.Group); err != nil {
+		// Capture sockets are bound to the broadcast or group address, not
+		// to the port alone: unicast to the port (a game's answers) stays
+		// with the game's own socket.
+		addrs := []string{d.Group}
+		if d.Method == Broadcast {
+			var err error
+			if addrs, err = o.Stack.broadcasts(); err != nil {
 				b.Close()
 				return nil, err
 			}
 		}
-		b.wg.Add(1)
-		go b.capture(c, d)
+		for _, a := range addrs {
+			c, err := o.Stack.listenShared(net.JoinHostPort(a, strconv.Itoa(int(d.Port))))
+			if err != nil {
+				b.Close()
+				return nil, fmt.Errorf("lan: listening for %s on %s port %d: %w", d.Method, a, d.Port, err)
+			}
+			b.captures = append(b.captures, c)
+			if d.Method == Multicast {
+				if err := JoinGroup(o.Stack, c, d.Group); err != nil {
+					b.Close()
+					return nil, err
+				}
+			}
+			b.wg.Add(1)
+			go b.capture(c, d)
+		}
 	}
 	b.wg.Add(1)
 	go b.receive()
 	return b, nil
+}
+
+// send sends a packet to a peer's bridge within the bridge's rate.
+func (b *Bridge) send(peer netip.Addr, p Packet) {
+	if !b.out.Allow() {
+		b.Dropped.Add(1)
+		return
+	}
+	pkt, err := p.Encode()
+	if err != nil {
+		b.Dropped.Add(1)
+		return
+	}
+	if _, err := b.o.Room.WriteTo(pkt, net.UDPAddrFromAddrPort(netip.AddrPortFrom(peer, BridgePort))); err == nil {
+		b.Sent.Add(1)
+	}
 }
 
 // capture forwards what the local game sends on one discovery port.
@@ -112,23 +161,22 @@ func (b *Bridge) capture(c *net.UDPConn, d Discovery) {
 		if err != nil {
 			return
 		}
-		if src.Port() == b.emitPort {
+		b.mu.Lock()
+		ours := b.own[src.Port()]
+		if !ours && (len(b.games) < maxFlows || b.games[src.Port()].IsValid()) {
+			b.games[src.Port()] = src.Addr().Unmap()
+		}
+		b.mu.Unlock()
+		if ours {
 			continue // our own re-emission of a peer's announcement
 		}
 		b.Captured.Add(1)
-		if n > MaxPayload || !b.out.Allow() {
-			b.Dropped.Add(1)
-			continue
-		}
-		pkt, err := Packet{Port: d.Port, Group: group, Payload: buf[:n]}.Encode()
-		if err != nil {
+		if n > MaxPayload {
 			b.Dropped.Add(1)
 			continue
 		}
 		for _, peer := range b.o.Peers() {
-			if _, err := b.o.Room.WriteTo(pkt, net.UDPAddrFromAddrPort(netip.AddrPortFrom(peer, BridgePort))); err == nil {
-				b.Sent.Add(1)
-			}
+			b.send(peer, Packet{Kind: KindAnnounce, Port: d.Port, Group: group, GamePort: src.Port(), Payload: buf[:n]})
 		}
 	}
 }
@@ -144,7 +192,7 @@ func (b *Bridge) limiter(peer netip.Addr) *rate.Limiter {
 	return l
 }
 
-// receive sends peers' announcements on the local network.
+// receive handles what peers' bridges send.
 func (b *Bridge) receive() {
 	defer b.wg.Done()
 	buf := make([]byte, 65535)
@@ -173,25 +221,136 @@ func (b *Bridge) receive() {
 			b.Dropped.Add(1)
 			continue
 		}
-		d, ok := b.discovery(p)
-		if !ok {
-			b.Dropped.Add(1) // not what this room's game uses
-			continue
-		}
-		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), p.Port)
-		if p.Group.IsValid() {
-			dst = netip.AddrPortFrom(p.Group, p.Port)
-		}
-		payload := rewrite(d.Rewrite, p.Payload, b.o.LocalPort)
-		if _, err := b.emitter.WriteToUDPAddrPort(payload, dst); err != nil {
-			b.o.Logf("lan: re-emitting to %s: %v", dst, err)
+		if !b.deliver(peer, p) {
+			b.Dropped.Add(1)
 			continue
 		}
 		b.Emitted.Add(1)
 	}
 }
 
-// discovery finds the profile's discovery a received packet belongs to.
+// deliver puts a peer's packet on the local network.
+func (b *Bridge) deliver(peer netip.Addr, p Packet) bool {
+	switch p.Kind {
+	case KindAnnounce:
+		d, ok := b.discovery(p)
+		if !ok {
+			return false // not what this room's game uses
+		}
+		f := b.flow(flowKey{peer, p.GamePort})
+		if f == nil {
+			return false
+		}
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), p.Port)
+		if p.Group.IsValid() {
+			dst = netip.AddrPortFrom(p.Group, p.Port)
+		}
+		_, err := f.c.WriteToUDPAddrPort(rewrite(d.Rewrite, p.Payload, b.o.LocalPort), dst)
+		return err == nil
+	case KindDirect:
+		b.mu.Lock()
+		f := b.flows[flowKey{peer, p.GamePort}]
+		b.mu.Unlock()
+		if f == nil || f.last.Load() == nil {
+			return false // nobody here answered that game
+		}
+		_, err := f.c.WriteToUDPAddrPort(p.Payload, *f.last.Load())
+		return err == nil
+	case KindReply:
+		b.mu.Lock()
+		game := b.games[p.GamePort]
+		b.mu.Unlock()
+		if !game.IsValid() {
+			return false // no local game announced from that port
+		}
+		f := b.returnTo(peer)
+		if f == nil {
+			return false
+		}
+		_, err := f.c.WriteToUDPAddrPort(p.Payload, netip.AddrPortFrom(game, p.GamePort))
+		return err == nil
+	}
+	return false
+}
+
+// open makes a LAN socket of the bridge and reads it with handle until it
+// is idle for flowIdle or closed.
+func (b *Bridge) open(handle func(f *flow, src netip.AddrPort, payload []byte), forget func()) *flow {
+	c, err := b.o.Stack.listenShared("0.0.0.0:0")
+	if err != nil {
+		b.o.Logf("lan: opening a flow socket: %v", err)
+		return nil
+	}
+	ep := ipv4.NewPacketConn(c)
+	_ = ep.SetMulticastTTL(1) // announcements stay on the local network
+	_ = ep.SetMulticastLoopback(true)
+	f := &flow{c: c}
+	b.own[uint16(c.LocalAddr().(*net.UDPAddr).Port)] = true
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() {
+			b.mu.Lock()
+			forget()
+			delete(b.own, uint16(c.LocalAddr().(*net.UDPAddr).Port))
+			b.mu.Unlock()
+			c.Close()
+		}()
+		buf := make([]byte, 65535)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(flowIdle))
+			n, src, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if n <= MaxPayload {
+				handle(f, src, buf[:n])
+			}
+		}
+	}()
+	return f
+}
+
+// flow returns the socket that re-emits a remote game's announcements;
+// what is answered to it goes back to that game.
+func (b *Bridge) flow(k flowKey) *flow {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f, ok := b.flows[k]; ok || b.closed {
+		return f
+	}
+	if len(b.flows) >= maxFlows {
+		return nil
+	}
+	f := b.open(func(f *flow, src netip.AddrPort, payload []byte) {
+		f.last.Store(&src)
+		b.send(k.peer, Packet{Kind: KindReply, GamePort: k.game, Payload: payload})
+	}, func() { delete(b.flows, k) })
+	if f != nil {
+		b.flows[k] = f
+	}
+	return f
+}
+
+// returnTo returns the socket that delivers a peer's answers to local
+// games; what a local game then sends to it goes to the game that
+// answered, as a direct packet of the game's flow.
+func (b *Bridge) returnTo(peer netip.Addr) *flow {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f, ok := b.returns[peer]; ok || b.closed {
+		return f
+	}
+	f := b.open(func(_ *flow, src netip.AddrPort, payload []byte) {
+		b.send(peer, Packet{Kind: KindDirect, GamePort: src.Port(), Payload: payload})
+	}, func() { delete(b.returns, peer) })
+	if f != nil {
+		b.returns[peer] = f
+	}
+	return f
+}
+
+// discovery finds the profile's discovery an announcement belongs to.
 func (b *Bridge) discovery(p Packet) (Discovery, bool) {
 	for _, d := range b.o.Profile.Discovery {
 		if d.Port != p.Port {
@@ -209,9 +368,15 @@ func (b *Bridge) discovery(p Packet) (Discovery, bool) {
 
 // Close stops the bridge and closes its sockets (Room too).
 func (b *Bridge) Close() error {
-	if b.emitter != nil {
-		b.emitter.Close()
+	b.mu.Lock()
+	b.closed = true
+	for _, f := range b.flows {
+		f.c.Close()
 	}
+	for _, f := range b.returns {
+		f.c.Close()
+	}
+	b.mu.Unlock()
 	for _, c := range b.captures {
 		c.Close()
 	}

@@ -251,10 +251,15 @@ func TestFloodingPeerIsBounded(t *testing.T) {
 	require.NoError(t, err)
 	defer out.Close()
 	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(player.node.IP(), lan.BridgePort))
-	good, err := lan.Packet{Port: 4998, Payload: []byte("announce")}.Encode()
+	good, err := lan.Packet{Port: 4998, GamePort: 40000, Payload: []byte("announce")}.Encode()
 	require.NoError(t, err)
-	foreign, _ := lan.Packet{Port: 1234, Payload: []byte("other game")}.Encode()
-	start := time.Now()
+	foreign, _ := lan.Packet{Port: 1234, GamePort: 40000, Payload: []byte("other game")}.Encode()
+	// First one packet until the path is up, then the flood.
+	require.Eventually(t, func() bool {
+		_, _ = out.WriteTo(good, to)
+		return pb.Received.Load() > 0
+	}, 30*time.Second, 200*time.Millisecond, "no packet crossed the room")
+	start, before := time.Now(), pb.Emitted.Load()
 	for range 500 {
 		_, _ = out.WriteTo(good, to)
 		_, _ = out.WriteTo(foreign, to)
@@ -271,9 +276,68 @@ func TestFloodingPeerIsBounded(t *testing.T) {
 	}
 	require.Greater(t, pb.Received.Load(), int64(200), "the flood did not arrive")
 	bound := int64(40 + 20*time.Since(start).Seconds() + 1)
-	require.LessOrEqual(t, pb.Emitted.Load(), bound, "re-emitted more than the rate limit allows")
+	require.LessOrEqual(t, pb.Emitted.Load()-before, bound, "re-emitted more than the rate limit allows")
 	require.Positive(t, pb.Emitted.Load())
 	require.Positive(t, pb.Dropped.Load())
+}
+
+// Query-and-reply discovery: the player's game broadcasts a query, the
+// host's game answers it, and the two then talk straight to each other;
+// every packet crosses the room through the bridges.
+func TestQueryReplyDiscoveryAcrossTheRoom(t *testing.T) {
+	h := roomnettest.New(t)
+	host, player := room(t, h, nil)
+	profile := lan.Profile{Name: "query", Discovery: []lan.Discovery{{Method: lan.Broadcast, Port: 5000}}}
+	// The host's game server answers queries on its discovery port.
+	srv, err := lan.SharedSocket(host.stack, ":5000")
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, src, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			switch string(buf[:n]) {
+			case "QUERY":
+				_, _ = srv.WriteToUDPAddrPort([]byte("INFO alice's server"), src)
+			case "PING":
+				_, _ = srv.WriteToUDPAddrPort([]byte("PONG"), src)
+			}
+		}
+	}()
+	hb := bridge(t, host, player, profile)
+	pb := bridge(t, player, host, profile)
+	t.Cleanup(func() {
+		for name, b := range map[string]*lan.Bridge{"host": hb, "player": pb} {
+			t.Logf("%s bridge: captured %d sent %d received %d emitted %d dropped %d", name,
+				b.Captured.Load(), b.Sent.Load(), b.Received.Load(), b.Emitted.Load(), b.Dropped.Load())
+		}
+	})
+	// The player's game asks from an ephemeral port, as clients do.
+	cl, err := lan.SharedSocket(player.stack, "0.0.0.0:0")
+	require.NoError(t, err)
+	defer cl.Close()
+	bcast := netip.MustParseAddrPort("255.255.255.255:5000")
+	ask := func(to netip.AddrPort, q, want string) netip.AddrPort {
+		buf := make([]byte, 1500)
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			_, err := cl.WriteToUDPAddrPort([]byte(q), to)
+			require.NoError(t, err)
+			_ = cl.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			n, src, err := cl.ReadFromUDPAddrPort(buf)
+			if err == nil && string(buf[:n]) == want {
+				return src
+			}
+		}
+		t.Fatalf("no %q answer to %q", want, q)
+		return netip.AddrPort{}
+	}
+	server := ask(bcast, "QUERY", "INFO alice's server")
+	require.Equal(t, "10.202.0.1", server.Addr().String(), "the answer comes from the player's own LAN")
+	ask(server, "PING", "PONG")
 }
 
 func TestProfiles(t *testing.T) {
@@ -309,15 +373,18 @@ func TestProfiles(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	good, _ := lan.Packet{Port: 4445, Group: netip.MustParseAddr("224.0.2.60"), Payload: []byte("[MOTD]x[/MOTD][AD]25565[/AD]")}.Encode()
+	good, _ := lan.Packet{Port: 4445, Group: netip.MustParseAddr("224.0.2.60"), GamePort: 51000, Payload: []byte("[MOTD]x[/MOTD][AD]25565[/AD]")}.Encode()
 	f.Add(good)
+	reply, _ := lan.Packet{Kind: lan.KindReply, GamePort: 51000, Payload: []byte("INFO")}.Encode()
+	f.Add(reply)
 	f.Add([]byte("RNLB"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := lan.Decode(b)
 		if err != nil {
 			return
 		}
-		if p.Port == 0 || len(p.Payload) == 0 || len(p.Payload) > lan.MaxPayload || p.Group.IsValid() && !p.Group.IsMulticast() {
+		if p.GamePort == 0 || len(p.Payload) == 0 || len(p.Payload) > lan.MaxPayload || p.Group.IsValid() && !p.Group.IsMulticast() ||
+			p.Kind == lan.KindAnnounce && p.Port == 0 || p.Kind != lan.KindAnnounce && (p.Port != 0 || p.Group.IsValid()) || p.Kind > lan.KindDirect {
 			t.Fatalf("accepted a bad packet: %+v", p)
 		}
 		again, err := p.Encode()

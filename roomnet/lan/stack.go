@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"syscall"
 
 	"golang.org/x/net/ipv4"
@@ -133,4 +134,41 @@ func JoinGroup(s Stack, c *net.UDPConn, group string) error {
 		return fmt.Errorf("lan: joining %s: no multicast interface", group)
 	}
 	return nil
+}
+
+// broadcasts lists the limited broadcast address and the directed
+// broadcast address of each IPv4 network of the namespace's interfaces.
+func (s Stack) broadcasts() (out []string, err error) {
+	out = []string{"255.255.255.255"}
+	err = s.do(func() error {
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return err
+		}
+		for _, ifi := range ifs {
+			if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagBroadcast == 0 {
+				continue
+			}
+			addrs, err := ifi.Addrs()
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				ipn, ok := a.(*net.IPNet)
+				ip4 := ipn.IP.To4()
+				if !ok || ip4 == nil || len(ipn.Mask) != net.IPv4len {
+					continue
+				}
+				b := make(net.IP, 4)
+				for i := range b {
+					b[i] = ip4[i] | ^ipn.Mask[i]
+				}
+				if !slices.Contains(out, b.String()) {
+					out = append(out, b.String())
+				}
+			}
+		}
+		return nil
+	})
+	return
 }

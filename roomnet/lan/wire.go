@@ -12,21 +12,36 @@ import (
 // A bridged packet travels between members' bridges over the room
 // network as one UDP datagram:
 //
-//	"RNLB" | version 1 | flags (0) | port (2) | group (4; 0.0.0.0: broadcast) | payload
+//	"RNLB" | version 1 | kind | port (2) | group (4) | game port (2) | payload
 //
-// port is the discovery port, group the multicast group it was sent to.
+// An announcement (kind 0) is what a game broadcast (group 0.0.0.0) or
+// multicast to the discovery port; the game port is the source port of
+// the game's socket, which names the flow. A reply (kind 1) is what a
+// game answered to an announcement, sent back to the announcing member
+// for the game socket of that flow; a direct packet (kind 2) is what the
+// announcing game then sent straight to the game that replied. Replies
+// and direct packets carry neither port nor group.
 const (
 	magic      = "RNLB"
 	version    = 1
-	headerLen  = 12
+	headerLen  = 14
 	MaxPayload = 1400 // larger discovery packets are not bridged
 )
 
-// Packet is one discovery packet.
+// Packet kinds.
+const (
+	KindAnnounce byte = 0
+	KindReply    byte = 1
+	KindDirect   byte = 2
+)
+
+// Packet is one bridged packet.
 type Packet struct {
-	Port    uint16
-	Group   netip.Addr // invalid for a broadcast
-	Payload []byte
+	Kind     byte
+	Port     uint16     // announcements: the discovery port
+	Group    netip.Addr // announcements: the multicast group; invalid for a broadcast
+	GamePort uint16     // the announcing game's source port: the flow
+	Payload  []byte
 }
 
 // ErrPacket wraps every decoding failure.
@@ -37,14 +52,19 @@ func (p Packet) Encode() ([]byte, error) {
 	if len(p.Payload) == 0 || len(p.Payload) > MaxPayload {
 		return nil, fmt.Errorf("lan: payload of %d bytes: want 1..%d", len(p.Payload), MaxPayload)
 	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
 	b := make([]byte, headerLen, headerLen+len(p.Payload))
 	copy(b, magic)
 	b[4] = version
+	b[5] = p.Kind
 	binary.BigEndian.PutUint16(b[6:], p.Port)
 	if p.Group.IsValid() {
 		g := p.Group.As4()
 		copy(b[8:], g[:])
 	}
+	binary.BigEndian.PutUint16(b[12:], p.GamePort)
 	return append(b, p.Payload...), nil
 }
 
@@ -53,21 +73,39 @@ func Decode(b []byte) (Packet, error) {
 	if len(b) <= headerLen || len(b) > headerLen+MaxPayload {
 		return Packet{}, fmt.Errorf("%w: %d bytes", ErrPacket, len(b))
 	}
-	if string(b[:4]) != magic || b[4] != version || b[5] != 0 {
+	if string(b[:4]) != magic || b[4] != version {
 		return Packet{}, fmt.Errorf("%w: header", ErrPacket)
 	}
-	p := Packet{Port: binary.BigEndian.Uint16(b[6:])}
-	if p.Port == 0 {
-		return Packet{}, fmt.Errorf("%w: port 0", ErrPacket)
-	}
+	p := Packet{Kind: b[5], Port: binary.BigEndian.Uint16(b[6:]), GamePort: binary.BigEndian.Uint16(b[12:]), Payload: b[headerLen:]}
 	if g := netip.AddrFrom4([4]byte(b[8:12])); !g.IsUnspecified() {
-		if !g.IsMulticast() {
-			return Packet{}, fmt.Errorf("%w: group %s is not multicast", ErrPacket, g)
-		}
 		p.Group = g
 	}
-	p.Payload = b[headerLen:]
+	if err := p.check(); err != nil {
+		return Packet{}, fmt.Errorf("%w: %v", ErrPacket, err)
+	}
 	return p, nil
+}
+
+func (p Packet) check() error {
+	if p.GamePort == 0 {
+		return errors.New("game port 0")
+	}
+	switch p.Kind {
+	case KindAnnounce:
+		if p.Port == 0 {
+			return errors.New("announcement to port 0")
+		}
+		if p.Group.IsValid() && (!p.Group.Is4() || !p.Group.IsMulticast()) {
+			return fmt.Errorf("group %s is not IPv4 multicast", p.Group)
+		}
+	case KindReply, KindDirect:
+		if p.Port != 0 || p.Group.IsValid() {
+			return errors.New("a reply or direct packet has no port or group")
+		}
+	default:
+		return fmt.Errorf("kind %d", p.Kind)
+	}
+	return nil
 }
 
 var minecraftAD = regexp.MustCompile(`\[AD\]([0-9]{1,5})\[/AD\]`)
