@@ -5,6 +5,7 @@ set -euo pipefail
 
 need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2) # network namespaces of the LAN discovery tests
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "== apt-get install ${need_apt[*]}"
 	apt-get update -qq
