@@ -13,6 +13,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+# A throwaway cluster of an earlier run on this machine still holds the
+# port (the tests exec away, so nothing stops it): stop it first.
+for old in /tmp/roomnet-pg.*/data; do
+	[ -f "$old/postmaster.pid" ] && su postgres -s /bin/sh -c "'$pgbin/pg_ctl' -D '$old' -m immediate stop >/dev/null" || true
+done
 pgdir=$(mktemp -d /tmp/roomnet-pg.XXXXXX)
 chown postgres "$pgdir"
 pgport=55432
