@@ -13,6 +13,12 @@ CLIENTS=${1:-1000}
 RATE=${2:-500}
 DUR=${3:-20s}
 CENTRIFUGO_VERSION=v6.9.1
+# With two or more cores the server gets core 0 and the load generator
+# the others, so neither takes the other's CPU (PIN=0 turns this off).
+srv=() load=()
+if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+	srv=(taskset -c 0) load=(taskset -c "1-$(($(nproc) - 1))")
+fi
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -48,13 +54,13 @@ wait_port() {
 
 start_roomnet() { # storm threshold
 	rm -rf "$tmp/data" && mkdir -p "$tmp/data"
-	"$tmp/chatload" serve -addr 127.0.0.1:7100 -data "$tmp/data" -storm-enter "$1" 2>>"$tmp/roomnet.log" &
+	"${srv[@]}" "$tmp/chatload" serve -addr 127.0.0.1:7100 -data "$tmp/data" -storm-enter "$1" 2>>"$tmp/roomnet.log" &
 	pid=$!
 	pids+=("$pid")
 	wait_port 7100
 }
 start_centrifugo() {
-	"$tmp/centrifugo" --config "$tmp/centrifugo.json" >>"$tmp/centrifugo.log" 2>&1 &
+	"${srv[@]}" "$tmp/centrifugo" --config "$tmp/centrifugo.json" >>"$tmp/centrifugo.log" 2>&1 &
 	pid=$!
 	pids+=("$pid")
 	wait_port 7200
@@ -66,18 +72,18 @@ C=(-target centrifugo -url ws://127.0.0.1:7200/connection/websocket -api http://
 LOAD=(-clients "$CLIENTS" -rate "$RATE" -duration "$DUR")
 
 start_roomnet 1e12
-"$tmp/chatload" run "${R[@]}" -pid "$pid" "${LOAD[@]}" -label "storm off"
+"${load[@]}" "$tmp/chatload" run "${R[@]}" -pid "$pid" "${LOAD[@]}" -label "storm off"
 stop "$pid"
 start_roomnet 100
-"$tmp/chatload" run "${R[@]}" -pid "$pid" "${LOAD[@]}" -label "storm on"
+"${load[@]}" "$tmp/chatload" run "${R[@]}" -pid "$pid" "${LOAD[@]}" -label "storm on"
 stop "$pid"
 start_centrifugo
-"$tmp/chatload" run "${C[@]}" -pid "$pid" "${LOAD[@]}" -label "centrifugo"
+"${load[@]}" "$tmp/chatload" run "${C[@]}" -pid "$pid" "${LOAD[@]}" -label "centrifugo"
 stop "$pid"
 
 start_roomnet 100
-"$tmp/chatload" idle "${R[@]}" -pid "$pid"
+"${load[@]}" "$tmp/chatload" idle "${R[@]}" -pid "$pid"
 stop "$pid"
 start_centrifugo
-"$tmp/chatload" idle "${C[@]}" -pid "$pid"
+"${load[@]}" "$tmp/chatload" idle "${C[@]}" -pid "$pid"
 stop "$pid"

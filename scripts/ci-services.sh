@@ -16,7 +16,7 @@ pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 # A throwaway cluster of an earlier run on this machine still holds the
 # port (the tests exec away, so nothing stops it): stop it first.
 for old in /tmp/roomnet-pg.*/data; do
-	[ -f "$old/postmaster.pid" ] && su postgres -s /bin/sh -c "'$pgbin/pg_ctl' -D '$old' -m immediate stop >/dev/null" || true
+	[ -f "$old/postmaster.pid" ] && su postgres -s /bin/sh -c "'$pgbin/pg_ctl' -D '$old' -m immediate stop >/dev/null 2>&1" || true
 done
 pgdir=$(mktemp -d /tmp/roomnet-pg.XXXXXX)
 chown postgres "$pgdir"
