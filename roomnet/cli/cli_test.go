@@ -137,6 +137,20 @@ func (b *bg) await(t *testing.T, prefix string) string {
 	return ""
 }
 
+// exits waits for the command to end (after sig, unless 0) and checks its exit code.
+func (b *bg) exits(t *testing.T, sig syscall.Signal, want int, what string) {
+	t.Helper()
+	if sig != 0 {
+		require.NoError(t, b.cmd.Process.Signal(sig))
+	}
+	select {
+	case code := <-b.done:
+		require.Equal(t, want, code, what)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: did not exit", what)
+	}
+}
+
 func freePort(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -288,24 +302,13 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 	// A kick ends the player's session with its exit code.
 	code, _, errs = alice.run("", "kick", "bob")
 	require.Equal(t, 0, code, errs)
-	select {
-	case code := <-player.done:
-		require.Equal(t, cli.ExitKicked, code)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the kicked player's roomnet did not exit")
-	}
+	player.exits(t, 0, cli.ExitKicked, "the kicked player's roomnet")
 
 	// A launcher runs join --json and reads one event per line.
 	launcher := carol.start("join", invite, "--json", "--bind", "127.0.0.3")
 	launcher.await(t, `{"event":"host_reached"`)
 	launcher.await(t, `{"event":"member_joined","member":"alice"`)
-	require.NoError(t, launcher.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case code := <-launcher.done:
-		require.Equal(t, 0, code)
-	case <-time.After(30 * time.Second):
-		t.Fatal("roomnet join --json did not exit on SIGTERM")
-	}
+	launcher.exits(t, syscall.SIGTERM, 0, "roomnet join --json on SIGTERM")
 	var events []string
 	launcher.mu.Lock()
 	for _, l := range launcher.lines {
@@ -325,13 +328,7 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 	require.Contains(t, out, `{"code":`+fmt.Sprint(cli.ExitNotFound)+`,"event":"error"`, "a launcher reads the failure from the stream too")
 
 	// Ctrl-C on the host leaves; the last member leaving closes the room.
-	require.NoError(t, host.cmd.Process.Signal(syscall.SIGINT))
-	select {
-	case code := <-host.done:
-		require.Equal(t, 0, code)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the host's roomnet did not exit on SIGINT")
-	}
+	host.exits(t, syscall.SIGINT, 0, "the host's roomnet on SIGINT")
 	code, _, _ = carol.run("", "join", link)
 	require.Equal(t, cli.ExitRoomClosed, code)
 }
@@ -382,13 +379,7 @@ func TestJoinWithTheOfficialClient(t *testing.T) {
 	require.Equal(t, 0, code, errs)
 	require.Contains(t, out, "ms relayed via")
 
-	require.NoError(t, player.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case code := <-player.done:
-		require.Equal(t, 0, code)
-	case <-time.After(30 * time.Second):
-		t.Fatal("roomnet join --tun did not exit on SIGTERM")
-	}
+	player.exits(t, syscall.SIGTERM, 0, "roomnet join --tun on SIGTERM")
 	state, _ = status()
 	require.NotEqual(t, "Running", state, "the official client must leave the room with the session")
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/roomnet/roomnet/roomnet"
+	"github.com/roomnet/roomnet/roomnet/lan"
 )
 
 func cmdRooms(ctx context.Context, args []string, env Env) error {
@@ -50,6 +51,7 @@ type createFlags struct {
 	name, game, password *string
 	lan                  lanFlags
 	node                 nodeFlags
+	prof                 *lan.Profile // resolved by createRoom
 	max                  *int
 	private, asJSON      *bool
 	ports                portList
@@ -92,12 +94,12 @@ func createRoom(ctx context.Context, name string, args []string, env Env) (*crea
 	if err != nil {
 		return f, nil, state{}, r, err
 	}
-	prof, err := f.lan.profile(*f.game) // bad --lan or --profiles: before any room exists
-	if err != nil {
+	// A bad --lan or --profiles fails before any room exists.
+	if f.prof, err = f.lan.profile(*f.game); err != nil {
 		return f, nil, state{}, r, err
 	}
-	if len(req.Ports) == 0 && prof != nil {
-		req.Ports = prof.Ports // the game's profile knows its ports
+	if len(req.Ports) == 0 && f.prof != nil {
+		req.Ports = f.prof.Ports // the game's profile knows its ports
 	}
 	c, s, err := client(env)
 	if err != nil {

@@ -59,12 +59,8 @@ func cmdHost(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	rep := reporter{env, *f.asJSON}
-	prof, err := f.lan.profile(r.Room.Game)
-	if err != nil {
-		return rep.done(err)
-	}
 	rep.emit("room", map[string]any{"room": r.Room}, func() { printInvite(env, r.Room) })
-	return rep.done(session(ctx, rep, c, s, r.Room, r.Join, sessionOpts{host: true, bind: "127.0.0.1", prof: prof, node: f.node}))
+	return rep.done(session(ctx, rep, c, s, r.Room, r.Join, sessionOpts{host: true, bind: "127.0.0.1", prof: f.prof, node: f.node}))
 }
 
 func cmdJoin(ctx context.Context, args []string, env Env) error {
@@ -201,29 +197,14 @@ func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room
 	})
 
 	fw := &lan.Forwarder{Room: n, Bind: bind, Logf: func(format string, a ...any) { fmt.Fprintf(env.Stderr, format+"\n", a...) }}
-	switch {
-	case n.Attached():
-		// The system routes the room: no forwarding, and the host's game
-		// is reached at its room address.
-		if !host {
-			hostIP, err := waitHost(ctx, c, room.ID)
-			if err == nil {
-				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err = n.WaitReachable(wctx, hostIP)
-				cancel()
-			}
-			if err != nil {
+	if host {
+		if !n.Attached() { // with --tun the system routes the room to the game
+			if err := fw.ServeHost(ctx, room.Ports); err != nil {
 				leave()
-				return fail(ExitNodeFailed, "the host's node did not answer: %v", err)
+				return fail(ExitError, "%v", err)
 			}
-			rep.emit("host_reached", map[string]any{"ip": hostIP.String()}, func() { fmt.Fprintf(env.Stdout, "host reached at %s\n", hostIP) })
 		}
-	case host:
-		if err := fw.ServeHost(ctx, room.Ports); err != nil {
-			leave()
-			return fail(ExitError, "%v", err)
-		}
-	default:
+	} else {
 		hostIP, err := waitHost(ctx, c, room.ID)
 		if err != nil {
 			leave()
@@ -237,9 +218,11 @@ func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room
 			return fail(ExitNodeFailed, "the host's node did not answer: %v", err)
 		}
 		rep.emit("host_reached", map[string]any{"ip": hostIP.String()}, func() { fmt.Fprintf(env.Stdout, "host reached at %s\n", hostIP) })
-		if err := fw.ServePlayer(ctx, hostIP, room.Ports); err != nil {
-			leave()
-			return fail(ExitError, "%v", err)
+		if !n.Attached() { // with --tun the game reaches the host's room address itself
+			if err := fw.ServePlayer(ctx, hostIP, room.Ports); err != nil {
+				leave()
+				return fail(ExitError, "%v", err)
+			}
 		}
 	}
 	defer fw.Close()
