@@ -196,6 +196,13 @@ func (c *conn) reservePull(limit int) bool {
 	return true
 }
 
+// releasePull gives back a reservation whose answer was never queued.
+func (c *conn) releasePull() {
+	c.qmu.Lock()
+	c.pulls--
+	c.qmu.Unlock()
+}
+
 // take moves up to len(buf) frames out of the queues, priority first.
 func (c *conn) take(buf []outFrame) int {
 	c.qmu.Lock()

@@ -43,7 +43,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) metrics {
 				return float64(s.storms.count())
 			}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomnet_chat_connections", Help: "Open chat connections."}, func() float64 {
-				return float64(s.Stats().Connections)
+				return float64(s.connections())
 			}))
 	}
 	return m

@@ -203,9 +203,7 @@ func (s *Server) handlePull(ctx context.Context, c *conn, f chat.Frame) {
 	}
 	e, err := s.pages.get(ctx, pageKey{conv: f.Conv, after: f.After, limit: limit, codec: codec})
 	if err != nil {
-		c.qmu.Lock()
-		c.pulls--
-		c.qmu.Unlock()
+		c.releasePull()
 		c.sendError(f.Ref, chat.ErrUnavailable, "pull unavailable; retry")
 		return
 	}

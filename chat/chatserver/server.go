@@ -1035,7 +1035,14 @@ type Stats struct {
 	Queued int
 }
 
-// Stats returns live figures.
+func (s *Server) connections() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.conns)
+}
+
+// Stats returns live figures. It visits every connection: for tests and
+// diagnostics, not for every metrics scrape.
 func (s *Server) Stats() Stats {
 	s.mu.RLock()
 	n := len(s.conns)

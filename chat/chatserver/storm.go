@@ -98,14 +98,6 @@ func (st *storms) observe(conv string, seq uint64, now time.Time) bool {
 	return sc.on
 }
 
-// active reports whether conv is in storm mode.
-func (st *storms) active(conv string) bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	sc := st.convs[conv]
-	return sc != nil && sc.on
-}
-
 // count returns how many lobbies are in storm mode.
 func (st *storms) count() int {
 	st.mu.Lock()
