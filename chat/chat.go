@@ -43,6 +43,7 @@ const (
 	TypeJoined  = "joined"  // answer to join / open_dm: a conversation
 	TypeRemoved = "removed" // you are no longer in a conversation
 	TypeNotify  = "notify"  // newer messages exist up to seq; pull them (storm mode, slow consumers)
+	TypeDeleted = "deleted" // a moderator deleted the message at seq: stop showing it
 	TypeError   = "error"   // a typed error, with the ref of the frame it answers
 )
 
@@ -51,7 +52,11 @@ const (
 	KindText      = "text"
 	KindSystem    = "system"    // membership and room events; critical
 	KindTombstone = "tombstone" // a seq that was allocated but never written
+	KindDeleted   = "deleted"   // a message a moderator deleted; its body is gone
 )
+
+// Hidden reports whether messages of kind take a seq but show nothing.
+func Hidden(kind string) bool { return kind == KindTombstone || kind == KindDeleted }
 
 // Error codes in error frames. Clients branch on these.
 const (
@@ -65,6 +70,7 @@ const (
 	ErrTooMany      = "too_many"     // too many conversations joined
 	ErrInvalid      = "invalid"      // a field out of range
 	ErrUnavailable  = "unavailable"  // storage failed; retry
+	ErrMuted        = "muted"        // a moderator muted the sender until a time; do not retry before it
 	ErrInternal     = "internal"     // a bug; report it
 )
 
@@ -175,6 +181,7 @@ type Frame struct {
 	Error    *ErrorDetail `json:"error,omitempty"`
 	Reason   string       `json:"reason,omitempty"`
 	By       string       `json:"by,omitempty"` // receipt: who received
+	Until    int64        `json:"until,omitempty"` // muted: unix ms the mute ends
 }
 
 // Message is a stored message as clients see it.

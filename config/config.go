@@ -35,6 +35,13 @@ type Config struct {
 	Rooms     Rooms
 	Auth      Auth
 	Chat      Chat
+	Web       Web
+}
+
+// Web holds options of the web pages.
+type Web struct {
+	// FiguresInterval is how often the admin dashboard's figures are sampled.
+	FiguresInterval time.Duration
 }
 
 // Chat holds chat limits.
@@ -220,6 +227,7 @@ var options = []option[Config]{
 	{"chat.storm_window", "sliding window of the lobby rate meter", "1s", duration(func(c *Config) *time.Duration { return &c.Chat.StormWindow })},
 	{"chat.notify_interval", "in storm mode, at most one notify per connection this often", "250ms", duration(func(c *Config) *time.Duration { return &c.Chat.NotifyInterval })},
 	{"auth.login_per_minute", "login and register attempts per minute per client address", "30", integer(func(c *Config) *int { return &c.Auth.LoginPerMinute })},
+	{"web.figures_interval", "how often the admin dashboard samples its figures (it keeps 360 samples)", "10s", duration(func(c *Config) *time.Duration { return &c.Web.FiguresInterval })},
 }
 
 // Default returns the configuration with every default applied.
@@ -396,6 +404,9 @@ func (c *Config) Finish() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("headscale.mode: want embedded or external, got %q", c.Headscale.Mode))
+	}
+	if c.Web.FiguresInterval < 100*time.Millisecond {
+		errs = append(errs, errors.New("web.figures_interval: at least 100ms"))
 	}
 	if c.Headscale.BatchDelay <= 0 || c.Headscale.StoreBatch <= 0 || c.Headscale.EphemeralGC < time.Minute {
 		errs = append(errs, errors.New("headscale: batch_delay and store_batch_timeout must be positive, ephemeral_timeout at least 1m"))

@@ -84,6 +84,30 @@ type JoinKey struct {
 	CreatedAt time.Time
 }
 
+// AuditEntry records one action an admin took.
+type AuditEntry struct {
+	ID      uint64    `gorm:"primaryKey"`
+	At      time.Time `gorm:"index;not null"`
+	ActorID uint64    `gorm:"index;not null"`
+	Actor   string    `gorm:"size:32;not null"`
+	Action  string    `gorm:"size:32;index;not null"` // e.g. kick, close_room, ban, mute
+	Target  string    `gorm:"size:128"`               // a room id, a username, a conversation and seq
+	Detail  string    `gorm:"size:500"`
+}
+
+// Audit actions.
+const (
+	AuditKick          = "kick"
+	AuditCloseRoom     = "close_room"
+	AuditBan           = "ban"
+	AuditUnban         = "unban"
+	AuditRole          = "set_role"
+	AuditDeleteMessage = "delete_message"
+	AuditMute          = "mute"
+	AuditUnmute        = "unmute"
+	AuditAnnounce      = "announce"
+)
+
 // EventType names a membership event.
 type EventType string
 

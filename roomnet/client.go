@@ -233,3 +233,69 @@ func (c *Client) Ban(ctx context.Context, username string) error {
 func (c *Client) Unban(ctx context.Context, username string) error {
 	return c.Do(ctx, http.MethodPost, APIVersionPrefix+"/users/"+url.PathEscape(username)+"/unban", nil, nil)
 }
+
+// MyRooms lists the open rooms the user is in, with their invites.
+func (c *Client) MyRooms(ctx context.Context) ([]Room, error) {
+	var l RoomList
+	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/me/rooms", nil, &l)
+	return l.Rooms, err
+}
+
+// ReportPaths tells the control plane how this member's node reaches the
+// room's other members (shown to admins).
+func (c *Client) ReportPaths(ctx context.Context, roomID string, links []Link) error {
+	return c.Do(ctx, http.MethodPost, APIVersionPrefix+"/rooms/"+url.PathEscape(roomID)+"/paths", PathReport{Links: links}, nil)
+}
+
+// SearchUsers lists accounts whose name starts with prefix (admins only).
+func (c *Client) SearchUsers(ctx context.Context, prefix string) (UserList, error) {
+	var l UserList
+	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/users?q="+url.QueryEscape(prefix), nil, &l)
+	return l, err
+}
+
+// SetRole makes a user an admin or a player (admins only).
+func (c *Client) SetRole(ctx context.Context, username, role string) (User, error) {
+	var u User
+	err := c.Do(ctx, http.MethodPost, APIVersionPrefix+"/admin/users/"+url.PathEscape(username)+"/role", SetRole{Role: role}, &u)
+	return u, err
+}
+
+// Mute silences a user in chat for d (admins only).
+func (c *Client) Mute(ctx context.Context, username string, d time.Duration, reason string) (MuteState, error) {
+	var st MuteState
+	err := c.Do(ctx, http.MethodPost, APIVersionPrefix+"/admin/users/"+url.PathEscape(username)+"/mute", Mute{Seconds: int(d.Seconds()), Reason: reason}, &st)
+	return st, err
+}
+
+// Unmute lifts a user's chat mute (admins only).
+func (c *Client) Unmute(ctx context.Context, username string) error {
+	return c.Do(ctx, http.MethodDelete, APIVersionPrefix+"/admin/users/"+url.PathEscape(username)+"/mute", nil, nil)
+}
+
+// DeleteMessage deletes a chat message for everyone (admins only).
+func (c *Client) DeleteMessage(ctx context.Context, conv string, seq uint64) error {
+	return c.Do(ctx, http.MethodPost, APIVersionPrefix+"/admin/chat/delete", DeleteMessage{Conv: conv, Seq: seq}, nil)
+}
+
+// Audit pages the audit log backwards from before (0: the newest; admins only).
+func (c *Client) Audit(ctx context.Context, before uint64) (AuditList, error) {
+	var l AuditList
+	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/admin/audit?before="+strconv.FormatUint(before, 10), nil, &l)
+	return l, err
+}
+
+// AdminRooms lists rooms of every visibility (admins only); query holds
+// q, game, state (open, closed, all) and before.
+func (c *Client) AdminRooms(ctx context.Context, query url.Values) (RoomList, error) {
+	var l RoomList
+	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/admin/rooms?"+query.Encode(), nil, &l)
+	return l, err
+}
+
+// Overview returns the admin dashboard's figures (admins only).
+func (c *Client) Overview(ctx context.Context) (Overview, error) {
+	var o Overview
+	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/admin/overview", nil, &o)
+	return o, err
+}

@@ -22,6 +22,8 @@ type User struct {
 	Role      string    `json:"role"`
 	CreatedAt time.Time `json:"created_at"`
 	Banned    bool      `json:"banned,omitempty"`
+	// MutedUntil, in admin listings, is when the user's chat mute ends.
+	MutedUntil *time.Time `json:"muted_until,omitempty"`
 }
 
 // LoginResponse carries a bearer token.
@@ -66,9 +68,12 @@ type Room struct {
 	ClosedAt    *time.Time `json:"closed_at,omitempty"`
 }
 
-// RoomList is the list of public rooms.
+// RoomList is a list of rooms.
 type RoomList struct {
 	Rooms []Room `json:"rooms"`
+	// Next, in admin listings, is the room id to pass as ?before= for
+	// the next (older) page.
+	Next string `json:"next,omitempty"`
 }
 
 // CreateRoomResponse is the new room and the host's join grant.
@@ -119,6 +124,97 @@ type Member struct {
 	Host     bool      `json:"host"`
 	JoinedAt time.Time `json:"joined_at"`
 	Nodes    []Node    `json:"nodes"`
+	// Links is how this member's node reaches the others, as its client
+	// last reported (at ReportedAt); absent without a fresh report.
+	Links      []Link     `json:"links,omitempty"`
+	ReportedAt *time.Time `json:"reported_at,omitempty"`
+}
+
+// Link is how a member's node reaches one peer.
+type Link struct {
+	Peer   string  `json:"peer"`             // the peer's username
+	IP     string  `json:"ip"`               // the peer's room address
+	Direct bool    `json:"direct"`           // false: through a relay
+	Addr   string  `json:"addr,omitempty"`   // direct: the peer's endpoint
+	Relay  string  `json:"relay,omitempty"`  // relayed: the DERP region
+	RTTMS  float64 `json:"rtt_ms,omitempty"` // round trip; 0: not measured
+}
+
+// PathReport is what a member's client reports of its links.
+type PathReport struct {
+	Links []Link `json:"links"`
+}
+
+// Session is the browser session of a signed-in user: the user and the
+// token that must accompany every state-changing request in the
+// X-CSRF-Token header. The session itself is an HttpOnly cookie.
+type Session struct {
+	User      User      `json:"user"`
+	CSRFToken string    `json:"csrf_token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// SetRole changes a user's role ("admin" or "player").
+type SetRole struct {
+	Role string `json:"role"`
+}
+
+// Mute silences a user in chat for a while.
+type Mute struct {
+	Seconds int    `json:"seconds"` // 1 to 30 days' worth
+	Reason  string `json:"reason,omitempty"`
+}
+
+// MuteState is a user's mute.
+type MuteState struct {
+	Username string     `json:"username"`
+	Until    *time.Time `json:"until,omitempty"` // nil: not muted
+}
+
+// DeleteMessage names a chat message to delete.
+type DeleteMessage struct {
+	Conv string `json:"conv"`
+	Seq  uint64 `json:"seq"`
+}
+
+// Announce posts a moderator notice to a lobby or room conversation.
+type Announce struct {
+	Conv string `json:"conv"`
+	Text string `json:"text"`
+}
+
+// AuditEntry is one admin action.
+type AuditEntry struct {
+	ID     uint64    `json:"id"`
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Target string    `json:"target,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// AuditList is a page of the audit log, newest first.
+type AuditList struct {
+	Entries []AuditEntry `json:"entries"`
+	Next    uint64       `json:"next,omitempty"` // pass as ?before= for older entries
+}
+
+// Figures are the live numbers of the admin dashboard.
+type Figures struct {
+	At            time.Time `json:"at"`
+	RoomsOpen     int       `json:"rooms_open"`
+	MembersActive int       `json:"members_active"`
+	PlayersOnline int       `json:"players_online"` // users connected to chat
+	RelaysUp      int       `json:"relays_up"`
+	MessagesPerS  float64   `json:"messages_per_sec"`
+	JoinsPerMin   float64   `json:"joins_per_min"`
+}
+
+// Overview is the dashboard: the figures now and their recent history,
+// oldest first.
+type Overview struct {
+	Now    Figures   `json:"now"`
+	Series []Figures `json:"series"`
 }
 
 // MemberList lists a room's members.
@@ -145,6 +241,7 @@ const (
 	CodeRateLimited    = "rate_limited"
 	CodeUnavailable    = "unavailable"
 	CodeSignupDisabled = "signup_disabled"
+	CodeCSRF           = "csrf_failed"
 	CodeInternal       = "internal"
 )
 
@@ -177,6 +274,15 @@ type RelayHeartbeat struct {
 	RegionCode string    `json:"region_code"`
 	RegionName string    `json:"region_name"`
 	Node       RelayNode `json:"node"`
+	// Stats are the relay's counters when it sent the heartbeat.
+	Stats *RelayStats `json:"stats,omitempty"`
+}
+
+// RelayStats are a relay's live counters.
+type RelayStats struct {
+	Clients       int     `json:"clients"`
+	BytesReceived float64 `json:"bytes_received"`
+	BytesSent     float64 `json:"bytes_sent"`
 }
 
 // Relay is a registered relay as admins see it.
@@ -184,6 +290,9 @@ type Relay struct {
 	RelayHeartbeat
 	LastSeen time.Time `json:"last_seen"`
 	Embedded bool      `json:"embedded"`
+	Healthy  bool      `json:"healthy"` // heard from within its TTL (the embedded one: running)
+	// BytesPerSec is the relayed throughput since the previous heartbeat.
+	BytesPerSec float64 `json:"bytes_per_sec,omitempty"`
 }
 
 // RelayList lists relays.

@@ -3,11 +3,17 @@ package roomnetd
 import (
 	"context"
 	"errors"
-	"log/slog"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/roomnet/roomnet/chat/chatserver"
 	cp "github.com/roomnet/roomnet/controlplane"
+	"github.com/roomnet/roomnet/controlplane/api"
 	"github.com/roomnet/roomnet/controlplane/events"
+	"github.com/roomnet/roomnet/controlplane/figures"
 	"github.com/roomnet/roomnet/controlplane/service"
 	"github.com/roomnet/roomnet/controlplane/store"
 )
@@ -46,14 +52,19 @@ func (d directory) RoomsOf(ctx context.Context, userID uint64) ([]string, error)
 
 // publisher hands the control plane's events to chat synchronously (so a
 // kicked member's chat is cut before the kick request returns) and to the
-// in-process event hub.
+// in-process event hub, and counts joins for the dashboard.
 type publisher struct {
-	hub  *events.Hub
-	chat *chatserver.Server
-	log  *slog.Logger
+	hub   *events.Hub
+	chat  *chatserver.Server
+	joins *atomic.Int64
 }
 
 func (p publisher) Publish(ctx context.Context, evs ...cp.Event) {
+	for _, e := range evs {
+		if e.Type == cp.EventMemberJoined {
+			p.joins.Add(1)
+		}
+	}
 	if p.chat != nil {
 		out := make([]chatserver.MembershipEvent, 0, len(evs))
 		for _, e := range evs {
@@ -62,4 +73,71 @@ func (p publisher) Publish(ctx context.Context, evs ...cp.Event) {
 		p.chat.Apply(out)
 	}
 	p.hub.Publish(ctx, evs...)
+}
+
+// moderator is chat moderation for the admin routes, with chat's errors
+// in the control plane's terms.
+type moderator struct{ chat *chatserver.Server }
+
+var _ api.Moderator = moderator{}
+
+func (m moderator) DeleteMessage(ctx context.Context, conv string, seq uint64) error {
+	err := m.chat.DeleteMessage(ctx, conv, seq)
+	if errors.Is(err, chatserver.ErrNoMessage) {
+		return fmt.Errorf("%w: no text message %s#%d", cp.ErrNotFound, conv, seq)
+	}
+	return err
+}
+
+func (m moderator) Mute(ctx context.Context, userID uint64, until time.Time, reason string) error {
+	return m.chat.Mute(ctx, userID, until, reason)
+}
+
+func (m moderator) Unmute(ctx context.Context, userID uint64) error { return m.chat.Unmute(ctx, userID) }
+
+func (m moderator) MutedUntil(userID uint64) (time.Time, bool) { return m.chat.MutedUntil(userID) }
+
+func (m moderator) Announce(ctx context.Context, conv, text string) (uint64, error) {
+	seq, err := m.chat.Announce(ctx, conv, text)
+	if err != nil && ctx.Err() == nil {
+		return 0, cp.Invalid("%s", strings.TrimPrefix(err.Error(), "chatserver: "))
+	}
+	return seq, err
+}
+
+// counts reads the dashboard's figures.
+func (s *Server) counts(ctx context.Context) (figures.Counts, error) {
+	open, err := s.store.CountOpenRooms(ctx)
+	if err != nil {
+		return figures.Counts{}, err
+	}
+	members, err := s.store.CountActiveMembers(ctx)
+	if err != nil {
+		return figures.Counts{}, err
+	}
+	c := figures.Counts{MembersActive: int(members), Joins: s.joins.Load()}
+	for _, n := range open {
+		c.RoomsOpen += n
+	}
+	f := s.Chat.Figures()
+	c.PlayersOnline, c.Messages = f.OnlineUsers, f.Stored
+	for _, r := range s.relays.List() {
+		if r.Healthy {
+			c.RelaysUp++
+		}
+	}
+	return c, nil
+}
+
+// viewer tells the web pages whose session cookie a request carries.
+func (s *Server) viewer(r *http.Request) (signedIn, admin bool) {
+	ck, err := r.Cookie(api.SessionCookie)
+	if err != nil {
+		return false, false
+	}
+	u, err := s.Service.Authenticate(r.Context(), ck.Value)
+	if err != nil {
+		return false, false
+	}
+	return true, u.IsAdmin()
 }

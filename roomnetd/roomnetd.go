@@ -13,8 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -25,6 +28,7 @@ import (
 	"github.com/roomnet/roomnet/config"
 	"github.com/roomnet/roomnet/controlplane/api"
 	"github.com/roomnet/roomnet/controlplane/events"
+	"github.com/roomnet/roomnet/controlplane/figures"
 	"github.com/roomnet/roomnet/controlplane/headscale"
 	"github.com/roomnet/roomnet/controlplane/headscale/embedded"
 	"github.com/roomnet/roomnet/controlplane/relays"
@@ -33,6 +37,7 @@ import (
 	"github.com/roomnet/roomnet/derp"
 	"github.com/roomnet/roomnet/derp/relay"
 	"github.com/roomnet/roomnet/roomnet"
+	"github.com/roomnet/roomnet/web"
 	"tailscale.com/tailcfg"
 )
 
@@ -57,6 +62,8 @@ type Server struct {
 	Service  *service.Service
 	Chat     *chatserver.Server
 
+	Figures  *figures.Sampler
+
 	store    *store.Store
 	chatDB   *chatserver.GormStore
 	relay    *relay.Server
@@ -68,6 +75,8 @@ type Server struct {
 	url      string
 
 	cancel context.CancelFunc
+	stop   chan struct{} // closed at shutdown: ends the admin event streams
+	joins  atomic.Int64  // member_joined events, for the dashboard
 	wg     sync.WaitGroup
 }
 
@@ -77,7 +86,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 		o.Out = os.Stdout
 	}
 	log := o.Logger
-	s := &Server{cfg: cfg, log: log, Registry: prometheus.NewRegistry(), Events: events.New()}
+	s := &Server{cfg: cfg, log: log, Registry: prometheus.NewRegistry(), Events: events.New(), stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.closeParts()
@@ -155,9 +164,17 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 	if err != nil {
 		return nil, err
 	}
+	if s.relay != nil {
+		s.relays.SetLocalStats(s.relay.Stats)
+	}
+	s.Figures = figures.New(s.counts, cfg.Web.FiguresInterval, 360)
+	var origins []string
+	if u, err := url.Parse(s.url); err == nil && u.Host != "" {
+		origins = append(origins, u.Scheme+"://"+u.Host)
+	}
 	e := api.New(api.Options{
 		Service:        s.Service,
-		Publisher:      publisher{hub: s.Events, chat: s.Chat, log: log},
+		Publisher:      publisher{hub: s.Events, chat: s.Chat, joins: &s.joins},
 		Logger:         log.With("component", "api"),
 		Registry:       s.Registry,
 		Ready:          s.Ready,
@@ -165,8 +182,15 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 		RequestsPerSec: o.APIRequestsPerSec,
 		Relays:         s.relays,
 		RelayToken:     cfg.DERP.RelayToken,
+		Moderator:      moderator{s.Chat},
+		Events:         s.Events,
+		Overview:       s.Figures.Overview,
+		Origins:        origins,
+		SecureCookies:  strings.HasPrefix(s.url, "https://"),
+		Stop:           s.stop,
 	})
-	e.GET("/ws", echo.WrapHandler(s.Chat))
+	e.GET("/ws", echo.WrapHandler(api.CookieWebSocket(s.Chat, origins)))
+	web.Register(e, s.viewer)
 	s.httpSrv = &http.Server{
 		Handler:           e,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -176,7 +200,11 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(2)
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		s.Figures.Run(runCtx)
+	}()
 	go func() {
 		defer s.wg.Done()
 		if err := s.httpSrv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -365,6 +393,7 @@ func (s *Server) registerMetrics() {
 // ctx), then stops the reconciler, Headscale, the relay and the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
+	close(s.stop)
 	if s.Chat != nil {
 		// Hijacked WebSockets are not closed by http.Server.Shutdown.
 		if err := s.Chat.Shutdown(ctx); err != nil {

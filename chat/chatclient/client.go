@@ -115,6 +115,7 @@ const (
 	EventConnected                         // a session started
 	EventDisconnected                      // the session ended (Code, Err); Retry says whether it will reconnect
 	EventSynced                            // positions and unread counts are fresh
+	EventDeleted                           // a moderator deleted Conv's message at Seq: stop showing it
 )
 
 // Event is what happened.
@@ -165,6 +166,9 @@ type convState struct {
 	readSeq  uint64
 	acked    uint64 // highest contiguous seq acknowledged to the server
 	removed  bool
+	// deleted holds seqs deleted before they were delivered: the frame
+	// that deletes overtakes a queued chat message on the priority lane.
+	deleted map[uint64]bool
 }
 
 // Client is a chat connection with reconnects. Safe for concurrent use.
@@ -608,6 +612,20 @@ func (c *Client) handle(f chat.Frame) {
 		c.conv(f.Conv).removed = true
 		c.mu.Unlock()
 		c.emit(Event{Type: EventRemoved, Conv: f.Conv, Reason: f.Reason})
+	case chat.TypeDeleted:
+		c.mu.Lock()
+		st := c.conv(f.Conv)
+		shown := st.buf.Known() && f.Seq <= st.buf.Position()
+		if !shown {
+			if st.deleted == nil {
+				st.deleted = map[uint64]bool{}
+			}
+			st.deleted[f.Seq] = true
+		}
+		c.mu.Unlock()
+		if shown {
+			c.emit(Event{Type: EventDeleted, Conv: f.Conv, Seq: f.Seq})
+		}
 	case chat.TypeReceipt:
 		if f.By != c.User() {
 			c.emit(Event{Type: EventReceipt, Conv: f.Conv, Seq: f.Seq, By: f.By})
@@ -731,6 +749,10 @@ func (c *Client) deliver(msgs []chat.Message) {
 	for _, m := range msgs {
 		st := c.conv(m.Conv)
 		st.maxSeq = max(st.maxSeq, m.Seq)
+		if st.deleted[m.Seq] {
+			delete(st.deleted, m.Seq)
+			m.Kind, m.Body = chat.KindDeleted, ""
+		}
 		dups := st.buf.Duplicates
 		out = append(out, st.buf.Push(m, now)...)
 		c.stats.Duplicates += st.buf.Duplicates - dups

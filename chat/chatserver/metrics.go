@@ -6,6 +6,7 @@ type metrics struct {
 	framesIn        *prometheus.CounterVec
 	stored          prometheus.Counter
 	dedupes         prometheus.Counter
+	deleted         prometheus.Counter
 	fanout          prometheus.Counter
 	bulkDropped     prometheus.Counter
 	slowClosed      prometheus.Counter
@@ -24,6 +25,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) metrics {
 		framesIn:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomnet_chat_frames_in_total", Help: "Frames received by type."}, []string{"type"}),
 		stored:          prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_messages_stored_total", Help: "Messages durably stored."}),
 		dedupes:         prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_dedupes_total", Help: "Retried sends answered from the store."}),
+		deleted:         prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_messages_deleted_total", Help: "Messages deleted by moderators."}),
 		fanout:          prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_deliveries_total", Help: "Frames handed to connections by fan-out."}),
 		bulkDropped:     prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_bulk_dropped_total", Help: "Messages dropped from full bulk lanes (replaced by notify)."}),
 		slowClosed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_slow_consumer_closed_total", Help: "Connections closed for a full priority lane."}),
@@ -37,7 +39,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) metrics {
 		commitLatency:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomnet_chat_commit_seconds", Help: "Submit to durable write.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.framesIn, m.stored, m.dedupes, m.fanout, m.bulkDropped, m.slowClosed, m.heartbeatClosed, m.violations, m.commitLatency,
+		reg.MustRegister(m.framesIn, m.stored, m.dedupes, m.deleted, m.fanout, m.bulkDropped, m.slowClosed, m.heartbeatClosed, m.violations, m.commitLatency,
 			m.stormChanges, m.notifies, m.pulls, m.compressIn, m.compressOut,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomnet_chat_storm_lobbies", Help: "Lobbies in storm mode."}, func() float64 {
 				return float64(s.storms.count())

@@ -32,6 +32,9 @@ type pages struct {
 	entries map[pageKey]*page
 	bytes   int               // of the entries
 	heads   map[string]uint64 // newest seq published per conversation
+	// gen counts forgets per conversation: a page whose build began
+	// before a forget (a deletion) may hold the old body and is not kept.
+	gen map[string]uint64
 }
 
 type pageKey struct {
@@ -64,6 +67,7 @@ func (p *pages) published(conv string, seq uint64) {
 // forget drops what is kept for conv.
 func (p *pages) forget(conv string) {
 	p.mu.Lock()
+	p.gen[conv]++
 	delete(p.heads, conv)
 	for k, e := range p.entries {
 		if k.conv == conv {
@@ -90,9 +94,19 @@ func (p *pages) cached(k pageKey) (*page, bool) {
 	return e, true
 }
 
-func (p *pages) keep(k pageKey, e *page) {
+func (p *pages) generation(conv string) uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.gen[conv]
+}
+
+// keep caches e unless conv was forgotten since generation gen.
+func (p *pages) keep(k pageKey, e *page, gen uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen[k.conv] != gen {
+		return
+	}
 	if old, ok := p.entries[k]; ok {
 		p.bytes -= old.size
 	}
@@ -118,12 +132,13 @@ func (p *pages) get(ctx context.Context, k pageKey) (*page, error) {
 			return e, nil
 		}
 		p.s.metrics.pulls.WithLabelValues("built").Inc()
+		gen := p.generation(k.conv)
 		e, err := p.build(ctx, k)
 		if err != nil {
 			return nil, err
 		}
 		if e.whole {
-			p.keep(k, e)
+			p.keep(k, e, gen)
 		}
 		return e, nil
 	})

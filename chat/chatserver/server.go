@@ -146,6 +146,9 @@ type Server struct {
 	curMu   sync.Mutex
 	cursors map[cursorKey]Cursor
 
+	modMu sync.Mutex
+	mutes map[uint64]time.Time // user → end of mute
+
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -188,7 +191,7 @@ func New(o Options) (*Server, error) {
 		},
 		conns: map[*conn]struct{}{}, byConv: map[string]map[*conn]struct{}{}, byUser: map[uint64]map[*conn]struct{}{},
 		inflight: map[dedupeKey][]func(StoredMessage, error){}, userLimits: map[uint64]*rate.Limiter{},
-		cursors: map[cursorKey]Cursor{}, closing: make(chan struct{}),
+		cursors: map[cursorKey]Cursor{}, closing: make(chan struct{}), mutes: map[uint64]time.Time{},
 		compressor: chat.NewCompressor(),
 		bufs:       &sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }},
 	}
@@ -196,8 +199,14 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("chatserver: StormExit must not be above StormEnter")
 	}
 	s.storms = &storms{s: s, enter: o.StormEnter, exit: o.StormExit, window: o.StormWindow, interval: o.NotifyInterval, convs: map[string]*stormConv{}}
-	s.pages = &pages{s: s, entries: map[pageKey]*page{}, heads: map[string]uint64{}}
+	s.pages = &pages{s: s, entries: map[pageKey]*page{}, heads: map[string]uint64{}, gen: map[string]uint64{}}
 	s.metrics = newMetrics(o.Registry, s)
+	lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := s.loadMutes(lctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
 	s.commit = newCommitter(o.Store, s.log, o.MaxBatch)
 	s.dl = newDeadlines(func(c *conn) {
 		s.metrics.heartbeatClosed.Inc()
@@ -589,6 +598,14 @@ func (s *Server) handleSend(ctx context.Context, c *conn, f chat.Frame) {
 		finish(m, nil)
 		return
 	}
+	if until, muted := s.MutedUntil(c.user.ID); muted {
+		s.inflightMu.Lock()
+		delete(s.inflight, key)
+		s.inflightMu.Unlock()
+		c.sendFrame(chat.Frame{Type: chat.TypeError, Ref: ref, Until: until.UnixMilli(),
+			Error: &chat.ErrorDetail{Code: chat.ErrMuted, Message: "muted by a moderator until " + until.UTC().Format(time.RFC3339)}})
+		return
+	}
 	if !s.userLimiter(c.user.ID).Allow() {
 		// Not a violation: the frame limiter bounds how often this can be
 		// answered, and the client retries after its backoff.
@@ -671,6 +688,13 @@ func (s *Server) onBus(topic string, payload []byte) {
 		}
 		return
 	}
+	if topic == topicMod {
+		var n muteNews
+		if err := json.Unmarshal(payload, &n); err == nil {
+			s.applyMute(n)
+		}
+		return
+	}
 	conv, ok := strings.CutPrefix(topic, topicConv)
 	if !ok {
 		return
@@ -678,6 +702,9 @@ func (s *Server) onBus(topic string, payload []byte) {
 	f, err := chat.Decode(payload)
 	if err != nil {
 		return
+	}
+	if f.Type == chat.TypeDeleted {
+		s.pages.forget(conv) // cached pages still hold the body
 	}
 	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, payload)
 	if err != nil {
@@ -1039,6 +1066,22 @@ func (s *Server) connections() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.conns)
+}
+
+// Figures are cheap live counts for dashboards.
+type Figures struct {
+	Connections int
+	OnlineUsers int   // users with at least one connection to this node
+	Stored      int64 // messages stored since start
+}
+
+// Figures returns live counts without visiting connections.
+func (s *Server) Figures() Figures {
+	s.mu.RLock()
+	f := Figures{Connections: len(s.conns), OnlineUsers: len(s.byUser)}
+	s.mu.RUnlock()
+	_, f.Stored = s.commit.stats()
+	return f
 }
 
 // Stats returns live figures. It visits every connection: for tests and

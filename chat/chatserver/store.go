@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/roomnet/roomnet/chat"
 	"github.com/roomnet/roomnet/internal/gormdb"
 )
 
@@ -58,8 +59,26 @@ type Store interface {
 	Cursors(ctx context.Context, userID uint64) ([]Cursor, error)
 	// DirectConvs lists the direct conversations of a user that hold messages.
 	DirectConvs(ctx context.Context, userID uint64) ([]string, error)
+	// MarkDeleted turns a text message into a deleted one without a body;
+	// it reports whether there was such a message.
+	MarkDeleted(ctx context.Context, conv string, seq uint64) (bool, error)
+	// SaveMute records or replaces a user's mute; DeleteMute lifts it.
+	SaveMute(ctx context.Context, m Mute) error
+	DeleteMute(ctx context.Context, userID uint64) error
+	// Mutes lists the mutes that end after now.
+	Mutes(ctx context.Context, now time.Time) ([]Mute, error)
 	Close() error
 }
+
+// Mute bars a user from sending until Until.
+type Mute struct {
+	UserID uint64 `gorm:"primaryKey;autoIncrement:false"`
+	Until  time.Time
+	Reason string `gorm:"size:200"`
+}
+
+// TableName pins the table name.
+func (Mute) TableName() string { return "chat_mutes" }
 
 // ErrDuplicate reports a message whose client_msg_id was already stored.
 var ErrDuplicate = errors.New("chat: duplicate client message id")
@@ -78,7 +97,7 @@ func OpenStore(driver, dsn string) (*GormStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening chat store: %w", err)
 	}
-	if err := db.AutoMigrate(&StoredMessage{}, &Cursor{}); err != nil {
+	if err := db.AutoMigrate(&StoredMessage{}, &Cursor{}, &Mute{}); err != nil {
 		return nil, fmt.Errorf("migrating chat store: %w", err)
 	}
 	return &GormStore{db: db}, nil
@@ -193,5 +212,30 @@ func (s *GormStore) DirectConvs(ctx context.Context, userID uint64) ([]string, e
 	id := fmt.Sprint(userID)
 	err := s.db.WithContext(ctx).Model(&StoredMessage{}).Distinct("conv").
 		Where("conv LIKE ? OR conv LIKE ?", "dm:"+id+":%", "dm:%:"+id).Pluck("conv", &out).Error
+	return out, err
+}
+
+// MarkDeleted implements Store.
+func (s *GormStore) MarkDeleted(ctx context.Context, conv string, seq uint64) (bool, error) {
+	r := s.db.WithContext(ctx).Model(&StoredMessage{}).
+		Where("conv = ? AND seq = ? AND kind = ?", conv, seq, chat.KindText).
+		Updates(map[string]any{"kind": chat.KindDeleted, "body": ""})
+	return r.RowsAffected > 0, r.Error
+}
+
+// SaveMute implements Store.
+func (s *GormStore) SaveMute(ctx context.Context, m Mute) error {
+	return s.db.WithContext(ctx).Save(&m).Error
+}
+
+// DeleteMute implements Store.
+func (s *GormStore) DeleteMute(ctx context.Context, userID uint64) error {
+	return s.db.WithContext(ctx).Where("user_id = ?", userID).Delete(&Mute{}).Error
+}
+
+// Mutes implements Store.
+func (s *GormStore) Mutes(ctx context.Context, now time.Time) ([]Mute, error) {
+	var out []Mute
+	err := s.db.WithContext(ctx).Where("until > ?", now).Find(&out).Error
 	return out, err
 }

@@ -82,7 +82,7 @@ func (b *Buffer) release(now time.Time) []chat.Message {
 		}
 		delete(b.pending, next.Seq)
 		b.contiguous++
-		if next.Kind != chat.KindTombstone {
+		if !chat.Hidden(next.Kind) {
 			out = append(out, next)
 		}
 	}

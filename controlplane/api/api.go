@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	cp "github.com/roomnet/roomnet/controlplane"
+	"github.com/roomnet/roomnet/controlplane/events"
 	"github.com/roomnet/roomnet/controlplane/relays"
 	"github.com/roomnet/roomnet/controlplane/service"
 	"github.com/roomnet/roomnet/controlplane/store"
@@ -47,17 +48,47 @@ type Options struct {
 	RequestsPerSec float64                         // per client address, all routes; default 50
 	Relays         *relays.Registry                // nil: no relay registration
 	RelayToken     string                          // shared secret relays heartbeat with; empty: registration off
+
+	// Moderator moderates chat for admins; nil: the chat routes answer 404.
+	Moderator Moderator
+	// Events streams membership events to the admin panel; nil: no stream.
+	Events *events.Hub
+	// Overview gives the dashboard's figures; nil: no dashboard figures.
+	Overview func(ctx context.Context) (roomnet.Overview, error)
+	// Origins are the origins besides the request's own host that browser
+	// sessions may come from (the public URL's, behind a proxy).
+	Origins []string
+	// SecureCookies marks session cookies Secure (an https public URL).
+	SecureCookies bool
+	// Stop ends long-lived responses (the event stream) for a shutdown.
+	Stop <-chan struct{}
+}
+
+// Moderator is what the admin routes need of chat.
+type Moderator interface {
+	DeleteMessage(ctx context.Context, conv string, seq uint64) error
+	Mute(ctx context.Context, userID uint64, until time.Time, reason string) error
+	Unmute(ctx context.Context, userID uint64) error
+	MutedUntil(userID uint64) (time.Time, bool)
+	Announce(ctx context.Context, conv, text string) (uint64, error)
 }
 
 type server struct {
-	svc        *service.Service
-	pub        Publisher
-	log        *slog.Logger
-	relays     *relays.Registry
-	relayToken string
+	svc           *service.Service
+	pub           Publisher
+	log           *slog.Logger
+	relays        *relays.Registry
+	relayToken    string
+	mod           Moderator
+	events        *events.Hub
+	overview      func(ctx context.Context) (roomnet.Overview, error)
+	origins       []string
+	secureCookies bool
+	stop          <-chan struct{}
 }
 
-type ctxKey struct{}
+// ctxToken is the echo context key of the request's token.
+const ctxToken = "token"
 
 // New returns the echo instance serving the API, /healthz and /metrics.
 func New(o Options) *echo.Echo {
@@ -70,7 +101,8 @@ func New(o Options) *echo.Echo {
 	if o.AuthPerMinute == 0 {
 		o.AuthPerMinute = 30
 	}
-	s := &server{svc: o.Service, pub: o.Publisher, log: o.Logger, relays: o.Relays, relayToken: o.RelayToken}
+	s := &server{svc: o.Service, pub: o.Publisher, log: o.Logger, relays: o.Relays, relayToken: o.RelayToken,
+		mod: o.Moderator, events: o.Events, overview: o.Overview, origins: o.Origins, secureCookies: o.SecureCookies, stop: o.Stop}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -91,8 +123,9 @@ func New(o Options) *echo.Echo {
 
 	v1 := e.Group(roomnet.APIVersionPrefix, rateLimit(rate.Limit(o.RequestsPerSec), int(2*o.RequestsPerSec)))
 	authLimit := rateLimit(rate.Limit(float64(o.AuthPerMinute)/60), o.AuthPerMinute)
-	v1.POST("/auth/register", s.register, authLimit)
-	v1.POST("/auth/login", s.login, authLimit)
+	v1.POST("/auth/register", s.register, authLimit, s.sameOriginOnly)
+	v1.POST("/auth/login", s.login, authLimit, s.sameOriginOnly)
+	v1.POST("/auth/session", s.createSession, authLimit, s.sameOriginOnly)
 
 	if s.relays != nil {
 		v1.GET("/derpmap", s.derpMap)
@@ -106,7 +139,11 @@ func New(o Options) *echo.Echo {
 		a.GET("/relays", s.listRelays)
 	}
 	a.POST("/auth/logout", s.logout)
+	a.GET("/auth/session", s.session)
+	a.DELETE("/auth/session", s.deleteSession)
 	a.GET("/me", s.me)
+	a.GET("/me/rooms", s.myRooms)
+	a.POST("/rooms/:id/paths", s.reportPaths)
 	a.GET("/users", s.users)
 	a.POST("/users/:username/ban", s.ban)
 	a.POST("/users/:username/unban", s.unban)
@@ -122,6 +159,17 @@ func New(o Options) *echo.Echo {
 	a.GET("/rooms/:id/members", s.members)
 	a.GET("/invites/:code", s.invite)
 	a.POST("/invites/:code/join", s.joinInvite, authLimit) // codes are guessable
+
+	adm := a.Group("/admin", requireAdmin)
+	adm.GET("/overview", s.adminOverview)
+	adm.GET("/rooms", s.adminRooms)
+	adm.GET("/events", s.adminEvents)
+	adm.GET("/audit", s.adminAudit)
+	adm.POST("/users/:username/role", s.adminSetRole)
+	adm.POST("/users/:username/mute", s.adminMute)
+	adm.DELETE("/users/:username/mute", s.adminUnmute)
+	adm.POST("/chat/delete", s.adminDeleteMessage)
+	adm.POST("/chat/announce", s.adminAnnounce)
 	return e
 }
 
@@ -276,16 +324,26 @@ func bearer(c echo.Context) string {
 	return ""
 }
 
+// authenticate admits a bearer token or a browser session cookie; a
+// cookie-authenticated request that changes state must pass the CSRF
+// check.
 func (s *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		u, err := s.svc.Authenticate(c.Request().Context(), bearer(c))
+		token, viaCookie := requestToken(c.Request())
+		u, err := s.svc.Authenticate(c.Request().Context(), token)
 		if err != nil {
 			if errors.Is(err, cp.ErrUnauthorized) {
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="roomnet"`)
 			}
 			return err
 		}
+		if viaCookie && !safeMethod(c.Request().Method) {
+			if err := s.checkCSRF(c, token); err != nil {
+				return err
+			}
+		}
 		c.Set("user", u)
+		c.Set(ctxToken, token)
 		return next(c)
 	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -36,7 +37,8 @@ func (s *server) login(c echo.Context) error {
 }
 
 func (s *server) logout(c echo.Context) error {
-	if err := s.svc.Logout(c.Request().Context(), bearer(c)); err != nil {
+	tok, _ := c.Get(ctxToken).(string)
+	if err := s.svc.Logout(c.Request().Context(), tok); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -53,14 +55,23 @@ func (s *server) users(c echo.Context) error {
 		}
 		after = n
 	}
+	q := c.QueryParam("q")
+	if len(q) > 32 {
+		return badRequest(roomnet.CodeBadRequest, "q: at most 32 characters")
+	}
 	const page = 100
-	users, err := s.svc.ListUsers(c.Request().Context(), actor(c), after, page)
+	users, err := s.svc.ListUsers(c.Request().Context(), actor(c), q, after, page)
 	if err != nil {
 		return err
 	}
 	out := roomnet.UserList{Users: make([]roomnet.User, len(users))}
 	for i, u := range users {
 		out.Users[i] = userView(u)
+		if s.mod != nil {
+			if until, ok := s.mod.MutedUntil(u.ID); ok {
+				out.Users[i].MutedUntil = &until
+			}
+		}
 	}
 	if len(users) == page {
 		out.Next = users[len(users)-1].ID
@@ -113,6 +124,7 @@ func (s *server) closeRoom(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.auditIfAdmin(c, cp.AuditCloseRoom, c.Param("id"), "")
 	s.publish(c, events)
 	return c.NoContent(http.StatusNoContent)
 }
@@ -176,6 +188,7 @@ func (s *server) kick(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.auditIfAdmin(c, cp.AuditKick, c.Param("id"), req.Username)
 	s.publish(c, events)
 	return c.NoContent(http.StatusNoContent)
 }
@@ -196,6 +209,14 @@ func (s *server) members(c echo.Context) error {
 	out := roomnet.MemberList{Members: make([]roomnet.Member, len(members))}
 	for i, m := range members {
 		v := roomnet.Member{Username: m.User.Username, Host: m.Host, JoinedAt: m.JoinedAt, Nodes: []roomnet.Node{}}
+		if m.Paths != nil {
+			at := m.Paths.At
+			v.ReportedAt = &at
+			for _, l := range m.Paths.Links {
+				v.Links = append(v.Links, roomnet.Link{Peer: l.Peer, IP: l.IP, Direct: l.Direct, Addr: l.Addr, Relay: l.Relay,
+					RTTMS: float64(l.RTT.Microseconds()) / 1000})
+			}
+		}
 		for _, n := range m.Nodes {
 			nv := roomnet.Node{ID: n.ID, Name: n.Name, Online: n.Online, LastSeen: n.LastSeen}
 			for _, ip := range n.IPs {
@@ -211,6 +232,9 @@ func (s *server) members(c echo.Context) error {
 func (s *server) ban(c echo.Context) error {
 	events, err := s.svc.Ban(c.Request().Context(), actor(c), c.Param("username"))
 	s.publish(c, events) // what happened before an error happened
+	if len(events) > 0 {
+		s.svc.Audit(c.Request().Context(), actor(c), cp.AuditBan, c.Param("username"), "")
+	}
 	if err != nil {
 		return err
 	}
@@ -219,6 +243,46 @@ func (s *server) ban(c echo.Context) error {
 
 func (s *server) unban(c echo.Context) error {
 	if err := s.svc.Unban(c.Request().Context(), actor(c), c.Param("username")); err != nil {
+		return err
+	}
+	s.svc.Audit(c.Request().Context(), actor(c), cp.AuditUnban, c.Param("username"), "")
+	return c.NoContent(http.StatusNoContent)
+}
+
+// auditIfAdmin records an action when an admin took it (hosts kick and
+// close their own rooms; that is not an admin action).
+func (s *server) auditIfAdmin(c echo.Context, action, target, detail string) {
+	if u := actor(c); u.IsAdmin() {
+		s.svc.Audit(c.Request().Context(), u, action, target, detail)
+	}
+}
+
+func (s *server) myRooms(c echo.Context) error {
+	rooms, err := s.svc.MyRooms(c.Request().Context(), actor(c))
+	if err != nil {
+		return err
+	}
+	out := roomnet.RoomList{Rooms: make([]roomnet.Room, len(rooms))}
+	for i, r := range rooms {
+		out.Rooms[i] = roomView(r, true)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *server) reportPaths(c echo.Context) error {
+	var req roomnet.PathReport
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	links := make([]service.Link, len(req.Links))
+	for i, l := range req.Links {
+		if l.RTTMS < 0 || l.RTTMS > 60000 {
+			return cp.Invalid("links: rtt_ms 0 to 60000")
+		}
+		links[i] = service.Link{Peer: l.Peer, IP: l.IP, Direct: l.Direct, Addr: l.Addr, Relay: l.Relay,
+			RTT: time.Duration(l.RTTMS * float64(time.Millisecond))}
+	}
+	if err := s.svc.ReportPaths(c.Request().Context(), actor(c), c.Param("id"), links); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

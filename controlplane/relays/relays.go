@@ -26,6 +26,7 @@ type Registry struct {
 	mu     sync.Mutex
 	static []roomnet.Relay
 	live   map[string]roomnet.Relay // by node name
+	local  func() roomnet.RelayStats
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -72,8 +73,18 @@ func (r *Registry) Heartbeat(hb roomnet.RelayHeartbeat) error {
 		}
 	}
 	old, known := r.live[hb.Node.Name]
-	r.live[hb.Node.Name] = roomnet.Relay{RelayHeartbeat: hb, LastSeen: r.now()}
-	changed := !known || old.RelayHeartbeat != hb
+	now := r.now()
+	next := roomnet.Relay{RelayHeartbeat: hb, LastSeen: now, Healthy: true}
+	if known && old.Stats != nil && hb.Stats != nil {
+		if dt := now.Sub(old.LastSeen).Seconds(); dt > 0 {
+			d := (hb.Stats.BytesReceived - old.Stats.BytesReceived) + (hb.Stats.BytesSent - old.Stats.BytesSent)
+			next.BytesPerSec = max(d, 0) / dt
+		}
+	}
+	r.live[hb.Node.Name] = next
+	// Only what goes into the DERP map counts as a change, not counters.
+	changed := !known || old.RegionID != hb.RegionID || old.RegionCode != hb.RegionCode ||
+		old.RegionName != hb.RegionName || old.Node != hb.Node
 	r.mu.Unlock()
 	if changed {
 		return r.publish()
@@ -81,13 +92,33 @@ func (r *Registry) Heartbeat(hb roomnet.RelayHeartbeat) error {
 	return nil
 }
 
-// List returns every relay in the map.
+// SetLocalStats gives the counters of the static (embedded) relay.
+func (r *Registry) SetLocalStats(f func() roomnet.RelayStats) {
+	r.mu.Lock()
+	r.local = f
+	r.mu.Unlock()
+}
+
+// List returns every relay in the map. A registered relay is healthy
+// while its heartbeats arrive on time (within half the TTL).
 func (r *Registry) List() []roomnet.Relay {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	local := r.local
 	out := append([]roomnet.Relay(nil), r.static...)
+	now := r.now()
 	for _, l := range r.live {
+		l.Healthy = now.Sub(l.LastSeen) <= r.ttl/2
 		out = append(out, l)
+	}
+	r.mu.Unlock()
+	for i := range out {
+		if out[i].Embedded {
+			out[i].Healthy = true
+			if local != nil {
+				st := local()
+				out[i].Stats = &st
+			}
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].RegionID != out[j].RegionID {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -137,12 +138,62 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 	return s.store.DeleteToken(ctx, hashToken(token))
 }
 
-// ListUsers lists accounts; admins only.
-func (s *Service) ListUsers(ctx context.Context, actor cp.User, after uint64, limit int) ([]cp.User, error) {
+// ListUsers lists accounts, optionally those whose name starts with
+// prefix; admins only.
+func (s *Service) ListUsers(ctx context.Context, actor cp.User, prefix string, after uint64, limit int) ([]cp.User, error) {
 	if !actor.IsAdmin() {
 		return nil, cp.ErrForbidden
 	}
-	return s.store.ListUsers(ctx, after, limit)
+	return s.store.ListUsers(ctx, strings.ToLower(strings.TrimSpace(prefix)), after, limit)
+}
+
+// SetRole makes a user an admin or a player (admins only; nobody changes
+// their own role, so the last admin cannot lock everyone out).
+func (s *Service) SetRole(ctx context.Context, actor cp.User, username, role string) (cp.User, error) {
+	if !actor.IsAdmin() {
+		return cp.User{}, cp.ErrForbidden
+	}
+	if role != cp.RoleAdmin && role != cp.RolePlayer {
+		return cp.User{}, cp.Invalid("role: %q or %q", cp.RoleAdmin, cp.RolePlayer)
+	}
+	target, err := s.store.UserByName(ctx, username)
+	if err != nil {
+		return cp.User{}, err
+	}
+	if target.ID == actor.ID {
+		return cp.User{}, cp.Invalid("admins cannot change their own role")
+	}
+	if err := s.store.SetRole(ctx, target.ID, role); err != nil {
+		return cp.User{}, fmt.Errorf("setting role: %w", err)
+	}
+	target.Role = role
+	return target, nil
+}
+
+// UserByName looks a user up (admins only).
+func (s *Service) UserByName(ctx context.Context, actor cp.User, username string) (cp.User, error) {
+	if !actor.IsAdmin() {
+		return cp.User{}, cp.ErrForbidden
+	}
+	return s.store.UserByName(ctx, username)
+}
+
+// Audit records an action an admin took.
+func (s *Service) Audit(ctx context.Context, actor cp.User, action, target, detail string) {
+	e := cp.AuditEntry{At: s.now(), ActorID: actor.ID, Actor: actor.Username, Action: action, Target: target, Detail: detail}
+	if err := s.store.AddAudit(context.WithoutCancel(ctx), &e); err != nil {
+		// The action happened; losing its record must be loud.
+		s.log.Error("recording an admin action in the audit log", "action", action, "actor", actor.Username, "target", target, "err", err)
+	}
+}
+
+// AuditLog pages the audit log backwards from before (0: the newest);
+// admins only.
+func (s *Service) AuditLog(ctx context.Context, actor cp.User, before uint64, limit int) ([]cp.AuditEntry, error) {
+	if !actor.IsAdmin() {
+		return nil, cp.ErrForbidden
+	}
+	return s.store.Audit(ctx, before, limit)
 }
 
 // Ban bars a user (admins only): their tokens are revoked, they leave every

@@ -39,6 +39,7 @@ type MemberView struct {
 	cp.Member
 	Host  bool
 	Nodes []headscale.Node
+	Paths *PathReport // how this member's node reaches the others; nil: no fresh report
 }
 
 func validText(field, v string, min, max int) error {
@@ -324,8 +325,10 @@ func (s *Service) Leave(ctx context.Context, actor cp.User, roomID string) ([]cp
 		return nil, err
 	}
 	if room.Open() {
+		s.paths.forget(roomID, actor.ID)
 		s.cut(ctx, room, actor.ID)
 	} else {
+		s.paths.forget(roomID, 0)
 		s.teardown(ctx, room)
 	}
 	return events, nil
@@ -370,6 +373,7 @@ func (s *Service) Kick(ctx context.Context, actor cp.User, roomID, username stri
 	if err != nil {
 		return nil, err
 	}
+	s.paths.forget(roomID, target.ID)
 	s.cut(ctx, room, target.ID)
 	return []cp.Event{{Type: cp.EventMemberKicked, RoomID: roomID, UserID: target.ID, Username: target.Username, ActorID: actor.ID, At: now}}, nil
 }
@@ -397,6 +401,7 @@ func (s *Service) CloseRoom(ctx context.Context, actor cp.User, roomID string) (
 	if err != nil {
 		return nil, err
 	}
+	s.paths.forget(roomID, 0)
 	s.teardown(ctx, room)
 	return []cp.Event{{Type: cp.EventRoomClosed, RoomID: roomID, ActorID: actor.ID, At: now}}, nil
 }
@@ -604,8 +609,12 @@ func (s *Service) Members(ctx context.Context, actor cp.User, roomID string) ([]
 	}
 	out := make([]MemberView, len(members))
 	byUser := map[uint64]int{}
+	reports := s.paths.room(roomID, s.now())
 	for i, m := range members {
 		out[i] = MemberView{Member: m, Host: m.UserID == room.HostID}
+		if r, ok := reports[m.UserID]; ok {
+			out[i].Paths = &r
+		}
 		byUser[m.UserID] = i
 	}
 	if !room.Open() {
@@ -633,6 +642,42 @@ func (s *Service) Members(ctx context.Context, actor cp.User, roomID string) ([]
 				out[i].Nodes = append(out[i].Nodes, n)
 			}
 		}
+	}
+	return out, nil
+}
+
+// RoomsFilter is what admins filter rooms by.
+type RoomsFilter = store.RoomFilter
+
+// AdminRooms lists rooms of every visibility, newest first; admins only.
+func (s *Service) AdminRooms(ctx context.Context, actor cp.User, f RoomsFilter) ([]store.RoomSummary, error) {
+	if !actor.IsAdmin() {
+		return nil, cp.ErrForbidden
+	}
+	if f.Limit <= 0 || f.Limit > 200 {
+		f.Limit = 200
+	}
+	f.Query, f.Game = strings.TrimSpace(f.Query), strings.TrimSpace(f.Game)
+	return s.store.Rooms(ctx, f)
+}
+
+// MyRooms lists the open rooms actor is an active member of.
+func (s *Service) MyRooms(ctx context.Context, actor cp.User) ([]store.RoomSummary, error) {
+	ids, err := s.store.RoomsOf(ctx, actor.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.RoomSummary, 0, len(ids))
+	for _, id := range ids {
+		r, err := s.store.Room(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		sum, err := s.store.Summary(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sum)
 	}
 	return out, nil
 }

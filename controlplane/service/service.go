@@ -76,6 +76,7 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	locks  [64]sync.Mutex
+	paths  paths
 
 	closing   chan struct{}
 	closeOnce sync.Once

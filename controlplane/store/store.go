@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -28,7 +29,7 @@ func Open(driver, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
-	if err := db.AutoMigrate(&cp.User{}, &cp.Token{}, &cp.Room{}, &cp.Member{}, &cp.JoinKey{}); err != nil {
+	if err := db.AutoMigrate(&cp.User{}, &cp.Token{}, &cp.Room{}, &cp.Member{}, &cp.JoinKey{}, &cp.AuditEntry{}); err != nil {
 		return nil, fmt.Errorf("migrating store: %w", err)
 	}
 	return &Store{db: db, postgres: driver == "postgres"}, nil
@@ -85,10 +86,78 @@ func (s *Store) UserByID(ctx context.Context, id uint64) (cp.User, error) {
 	return u, notFound(err)
 }
 
-// ListUsers lists users by id after the cursor, at most limit.
-func (s *Store) ListUsers(ctx context.Context, after uint64, limit int) ([]cp.User, error) {
+// ListUsers lists users by id after the cursor, at most limit; with a
+// non-empty prefix only usernames starting with it.
+func (s *Store) ListUsers(ctx context.Context, prefix string, after uint64, limit int) ([]cp.User, error) {
 	var out []cp.User
-	err := s.db.WithContext(ctx).Where("id > ?", after).Order("id").Limit(limit).Find(&out).Error
+	q := s.db.WithContext(ctx).Where("id > ?", after)
+	if prefix != "" {
+		q = q.Where("username LIKE ? ESCAPE '\\'", likeEscaper.Replace(prefix)+"%")
+	}
+	err := q.Order("id").Limit(limit).Find(&out).Error
+	return out, err
+}
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)
+
+// SetRole changes a user's role.
+func (s *Store) SetRole(ctx context.Context, userID uint64, role string) error {
+	return s.db.WithContext(ctx).Model(&cp.User{}).Where("id = ?", userID).Update("role", role).Error
+}
+
+// RoomFilter selects rooms for admins.
+type RoomFilter struct {
+	Query  string // prefix of the name, or a room id
+	Game   string
+	Closed *bool // nil: open and closed
+	// Before pages backwards: rooms created before this (room) id's
+	// creation, newest first.
+	Before string
+	Limit  int
+}
+
+// Rooms lists rooms of every visibility for admins, newest first.
+func (s *Store) Rooms(ctx context.Context, f RoomFilter) ([]RoomSummary, error) {
+	q := s.db.WithContext(ctx).Model(&cp.Room{})
+	if f.Query != "" {
+		q = q.Where("(LOWER(name) LIKE ? ESCAPE '\\' OR id = ?)", likeEscaper.Replace(strings.ToLower(f.Query))+"%", f.Query)
+	}
+	if f.Game != "" {
+		q = q.Where("game = ?", f.Game)
+	}
+	if f.Closed != nil && *f.Closed {
+		q = q.Where("closed_at IS NOT NULL")
+	} else if f.Closed != nil {
+		q = q.Where("closed_at IS NULL")
+	}
+	if f.Before != "" {
+		var b cp.Room
+		if err := s.db.WithContext(ctx).Where("id = ?", f.Before).First(&b).Error; err != nil {
+			return nil, notFound(err)
+		}
+		q = q.Where("created_at < ? OR (created_at = ? AND id < ?)", b.CreatedAt, b.CreatedAt, b.ID)
+	}
+	var rooms []cp.Room
+	if err := q.Order("created_at DESC, id DESC").Limit(f.Limit).Find(&rooms).Error; err != nil {
+		return nil, err
+	}
+	return s.summarize(ctx, rooms)
+}
+
+// AddAudit appends an audit entry.
+func (s *Store) AddAudit(ctx context.Context, e *cp.AuditEntry) error {
+	return s.db.WithContext(ctx).Create(e).Error
+}
+
+// Audit lists audit entries newest first, with ids below before (0: the
+// newest), at most limit.
+func (s *Store) Audit(ctx context.Context, before uint64, limit int) ([]cp.AuditEntry, error) {
+	q := s.db.WithContext(ctx)
+	if before > 0 {
+		q = q.Where("id < ?", before)
+	}
+	var out []cp.AuditEntry
+	err := q.Order("id DESC").Limit(limit).Find(&out).Error
 	return out, err
 }
 

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/roomnet/roomnet/roomnet"
 )
 
 // Collector exports the relay's derpserver counters (clients, bytes and
@@ -36,4 +38,15 @@ func flatten(ch chan<- prometheus.Metric, prefix string, vars map[string]any) {
 			flatten(ch, name, t)
 		}
 	}
+}
+
+// Stats returns the relay's client count and bytes relayed so far.
+func (s *Server) Stats() roomnet.RelayStats {
+	var vars struct {
+		Clients  float64 `json:"gauge_clients_local"`
+		Received float64 `json:"bytes_received"`
+		Sent     float64 `json:"bytes_sent"`
+	}
+	_ = json.Unmarshal([]byte(s.derp.ExpVar(s.opts.RateBytesPerSec > 0).String()), &vars)
+	return roomnet.RelayStats{Clients: int(vars.Clients), BytesReceived: vars.Received, BytesSent: vars.Sent}
 }

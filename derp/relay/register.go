@@ -29,6 +29,8 @@ func (s *Server) Register(ctx context.Context, client *roomnet.Client, hb Heartb
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		st := s.Stats()
+		msg.Stats = &st
 		cctx, cancel := context.WithTimeout(ctx, interval)
 		err := client.RelayHeartbeat(cctx, msg)
 		cancel()

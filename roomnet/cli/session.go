@@ -97,12 +97,7 @@ func cmdJoin(ctx context.Context, args []string, env Env) error {
 	}
 	rep := reporter{env, *asJSON}
 	rep.progress("contacting", "contacting server…", nil)
-	var grant roomnet.JoinGrant
-	if invite != "" {
-		grant, err = c.JoinInvite(ctx, invite)
-	} else {
-		grant, err = c.Join(ctx, roomID, *password)
-	}
+	grant, err := joinOrRenew(ctx, c, roomID, invite, *password)
 	if err != nil {
 		return rep.done(err)
 	}
@@ -312,7 +307,10 @@ func watch(ctx context.Context, rep reporter, c *roomnet.Client, n *node.Node, r
 			seen = now
 			peers.set(members)
 			if tick%5 == 0 {
-				printPaths(ctx, rep, n, members, paths)
+				links := printPaths(ctx, rep, n, members, paths)
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_ = c.ReportPaths(rctx, roomID, links) // telemetry for the admin panel; best effort
+				cancel()
 			}
 		}
 		if st, err := n.State(ctx); err == nil && st != "Running" {
@@ -329,12 +327,14 @@ func watch(ctx context.Context, rep reporter, c *roomnet.Client, n *node.Node, r
 }
 
 // printPaths prints, for members whose path changed, whether this node
-// reaches them directly or through a relay, and the round trip.
-func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomnet.Member, printed map[string]string) {
+// reaches them directly or through a relay, and the round trip; it
+// returns every peer's link, measured now, for the control plane.
+func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomnet.Member, printed map[string]string) []roomnet.Link {
 	peers, err := n.Peers(ctx)
 	if err != nil {
-		return
+		return nil
 	}
+	var links []roomnet.Link
 	byIP := map[string]node.Peer{}
 	for _, p := range peers {
 		for _, ip := range p.IPs {
@@ -352,18 +352,21 @@ func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomn
 				if p.Direct {
 					path = "direct " + p.CurAddr
 				}
-				if printed[m.Username] == path {
-					continue
-				}
-				printed[m.Username] = path
 				rtt, rttMS := "", int64(-1)
+				link := roomnet.Link{Peer: m.Username, IP: ip, Direct: p.Direct, Addr: p.CurAddr, Relay: p.Relay}
 				if a, err := netip.ParseAddr(ip); err == nil {
 					pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 					if d, err := n.Ping(pctx, a); err == nil {
 						rtt, rttMS = fmt.Sprintf(", %d ms", d.Milliseconds()), d.Milliseconds()
+						link.RTTMS = float64(d.Microseconds()) / 1000
 					}
 					cancel()
 				}
+				links = append(links, link)
+				if printed[m.Username] == path {
+					continue
+				}
+				printed[m.Username] = path
 				fields := map[string]any{"member": m.Username, "ip": ip, "direct": p.Direct, "relay": p.Relay, "addr": p.CurAddr}
 				if rttMS >= 0 {
 					fields["rtt_ms"] = rttMS
@@ -372,6 +375,7 @@ func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomn
 			}
 		}
 	}
+	return links
 }
 
 // cutOff explains why the server removed this node.
@@ -492,4 +496,29 @@ func bridgeSocket(n *node.Node) (net.PacketConn, error) {
 		return nil, fmt.Errorf("%v (with --tun the room address must be on a system interface; tailscaled in userspace-networking mode has none)", err)
 	}
 	return pc, nil
+}
+
+// joinOrRenew joins a room, or, for someone who is a member already (the
+// web lobby's "join room" joined through the API before handing over,
+// or a launcher retried), mints a fresh key for the membership.
+func joinOrRenew(ctx context.Context, c *roomnet.Client, roomID, invite, password string) (roomnet.JoinGrant, error) {
+	var grant roomnet.JoinGrant
+	var err error
+	if invite != "" {
+		grant, err = c.JoinInvite(ctx, invite)
+	} else {
+		grant, err = c.Join(ctx, roomID, password)
+	}
+	var ae *roomnet.Error
+	if !errors.As(err, &ae) || ae.Code != roomnet.CodeAlreadyMember {
+		return grant, err
+	}
+	if invite != "" {
+		room, err := c.Invite(ctx, invite)
+		if err != nil {
+			return roomnet.JoinGrant{}, err
+		}
+		roomID = room.ID
+	}
+	return c.RenewKey(ctx, roomID)
 }
