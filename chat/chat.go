@@ -180,7 +180,7 @@ type Frame struct {
 	Hello    *Hello       `json:"hello,omitempty"`
 	Error    *ErrorDetail `json:"error,omitempty"`
 	Reason   string       `json:"reason,omitempty"`
-	By       string       `json:"by,omitempty"` // receipt: who received
+	By       string       `json:"by,omitempty"`    // receipt: who received
 	Until    int64        `json:"until,omitempty"` // muted: unix ms the mute ends
 }
 

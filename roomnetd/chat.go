@@ -93,7 +93,9 @@ func (m moderator) Mute(ctx context.Context, userID uint64, until time.Time, rea
 	return m.chat.Mute(ctx, userID, until, reason)
 }
 
-func (m moderator) Unmute(ctx context.Context, userID uint64) error { return m.chat.Unmute(ctx, userID) }
+func (m moderator) Unmute(ctx context.Context, userID uint64) error {
+	return m.chat.Unmute(ctx, userID)
+}
 
 func (m moderator) MutedUntil(userID uint64) (time.Time, bool) { return m.chat.MutedUntil(userID) }
 

@@ -12,8 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -62,7 +62,7 @@ type Server struct {
 	Service  *service.Service
 	Chat     *chatserver.Server
 
-	Figures  *figures.Sampler
+	Figures *figures.Sampler
 
 	store    *store.Store
 	chatDB   *chatserver.GormStore

@@ -1,0 +1,207 @@
+package web_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/roomnet/roomnet/chat/chatclient"
+	"github.com/roomnet/roomnet/roomnet"
+	"github.com/roomnet/roomnet/roomnettest"
+)
+
+const lobby = "lobby:main"
+
+func wsURL(h *roomnettest.Harness) string { return "ws" + strings.TrimPrefix(h.URL, "http") + "/ws" }
+
+// chatter is a Go SDK chat client in the lobby.
+func chatter(t *testing.T, h *roomnettest.Harness, c *roomnet.Client) *chatclient.Client {
+	t.Helper()
+	ctx := roomnettest.Context(t, 30*time.Second)
+	cc, err := chatclient.Dial(ctx, chatclient.Options{URL: wsURL(h), Token: c.Token()})
+	require.NoError(t, err)
+	t.Cleanup(func() { cc.Close() })
+	require.NoError(t, cc.Join(ctx, lobby))
+	return cc
+}
+
+func sendWait(t *testing.T, cc *chatclient.Client, conv, body string) uint64 {
+	t.Helper()
+	p := cc.Send(conv, body)
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("send %q not acknowledged", body)
+	}
+	seq, err := p.Result()
+	require.NoError(t, err)
+	return seq
+}
+
+// The admin signs in, sees a room appear live when a player creates it,
+// opens it, kicks a member and sees the member disappear; the kick is
+// real (the player cannot rejoin) and audited.
+func TestAdminSeesRoomsLiveAndKicks(t *testing.T) {
+	b := browser(t)
+	h := roomnettest.New(t)
+	ctx := roomnettest.Context(t, 120*time.Second)
+	tab := profile(t, b)
+	run(t, tab, "admin sign-in",
+		chromedp.Navigate(h.URL+"/admin"),
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), h.Config.Auth.AdminUsername),
+		chromedp.SendKeys(chromedp.CSS("#password"), roomnettest.AdminPassword),
+		chromedp.Click(chromedp.CSS("#signin-button")),
+		chromedp.WaitVisible(chromedp.CSS("#figures .figure")),
+		waitJS(`document.querySelector('#live').textContent === 'live'`),
+	)
+	shot(t, tab, "1-dashboard")
+	run(t, tab, "rooms tab", chromedp.Click(chromedp.CSS(`a[data-tab="rooms"]`)), chromedp.WaitVisible(chromedp.CSS("#tab-rooms")))
+
+	alice, bob := h.User("alice"), h.User("bob")
+	room, err := alice.CreateRoom(ctx, roomnet.CreateRoom{Name: "Friday LAN", Game: "minecraft", MaxPlayers: 8, Public: false})
+	require.NoError(t, err)
+	_, err = bob.JoinInvite(ctx, room.InviteCode)
+	require.NoError(t, err)
+
+	// No reload: the event stream brings the new room (a private one).
+	run(t, tab, "room appears", chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q]`, room.ID))))
+	run(t, tab, "open room",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q]`, room.ID))),
+		chromedp.WaitVisible(chromedp.CSS(`#members tr[data-member="bob"] button.kick`)),
+		chromedp.WaitVisible(chromedp.CSS(`#members tr[data-member="alice"]`)),
+	)
+	shot(t, tab, "2-room-detail")
+	run(t, tab, "kick bob",
+		chromedp.Click(chromedp.CSS(`#members tr[data-member="bob"] button.kick`)),
+		waitJS(`document.querySelector('#members tr[data-member="bob"]') === null && document.querySelector('#members tr[data-member="alice"]') !== null`),
+	)
+	shot(t, tab, "3-after-kick")
+
+	members, err := alice.Members(ctx, room.ID)
+	require.NoError(t, err)
+	require.Len(t, members, 1)
+	require.Equal(t, "alice", members[0].Username)
+	_, err = bob.JoinInvite(ctx, room.InviteCode)
+	roomnettest.RequireCode(t, err, 403, roomnet.CodeKicked)
+
+	audit, err := h.Admin.Audit(ctx, 0)
+	require.NoError(t, err)
+	require.NotEmpty(t, audit.Entries)
+	require.Equal(t, "kick", audit.Entries[0].Action)
+	require.Equal(t, room.ID, audit.Entries[0].Target)
+	require.Equal(t, "bob", audit.Entries[0].Detail)
+
+	// The audit tab shows it too.
+	run(t, tab, "audit tab",
+		chromedp.Click(chromedp.CSS(`a[data-tab="audit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#audit tr[data-action="kick"]`)),
+	)
+	shot(t, tab, "4-audit")
+}
+
+// Two people chat in the lobby from two browsers: each sees every message
+// once, in seq order; a moderator's delete removes a message from both
+// pages; a muted player's message is refused, not lost silently.
+func TestLobbyChatInTwoBrowsers(t *testing.T) {
+	b := browser(t)
+	h := roomnettest.New(t)
+	ctx := roomnettest.Context(t, 120*time.Second)
+	h.User("carol")
+	h.User("dave")
+	carol, dave := profile(t, b), profile(t, b)
+	signInLobby(t, carol, h.URL, "carol", "password-carol")
+	signInLobby(t, dave, h.URL, "dave", "password-dave")
+
+	var want []string
+	for i := range 5 {
+		c, d := fmt.Sprintf("carol %d", i), fmt.Sprintf("dave %d", i)
+		say(t, carol, c)
+		say(t, dave, d)
+		want = append(want, c, d)
+	}
+	done := `document.querySelectorAll('ol.messages[data-conv="lobby:main"] li.msg').length === 10 && document.querySelectorAll('li.pending').length === 0`
+	run(t, carol, "carol sees all", waitJS(done))
+	run(t, dave, "dave sees all", waitJS(done))
+	shot(t, carol, "1-carol")
+	shot(t, dave, "1-dave")
+	gotC, gotD := lobbyMessages(t, carol, lobby), lobbyMessages(t, dave, lobby)
+	requireOnceInOrder(t, gotC, want)
+	requireOnceInOrder(t, gotD, want)
+	require.Equal(t, bodiesIn(gotC), bodiesIn(gotD), "both pages show the same seqs")
+	// Each sender's own messages keep their order.
+	for _, who := range []string{"carol", "dave"} {
+		last := -1
+		for _, m := range gotC {
+			if strings.HasPrefix(m.Body, who) {
+				var n int
+				fmt.Sscanf(m.Body, who+" %d", &n)
+				require.Greater(t, n, last, "%s's messages in the order sent", who)
+				last = n
+			}
+		}
+	}
+
+	// The session cookie is invisible to script.
+	cookies := eval[string](t, carol, `document.cookie`)
+	require.NotContains(t, cookies, "roomnet_session")
+
+	// A moderator deletes dave's first message: both pages drop it.
+	target := gotC[1]
+	require.Equal(t, "dave 0", target.Body)
+	require.NoError(t, h.Admin.DeleteMessage(ctx, lobby, uint64(target.Seq)))
+	gone := fmt.Sprintf(`document.querySelector('ol.messages[data-conv="lobby:main"] li.msg[data-seq="%d"]') === null`, target.Seq)
+	run(t, carol, "deleted on carol's page", waitJS(gone))
+	run(t, dave, "deleted on dave's page", waitJS(gone))
+
+	// Muted, dave's next message is refused and says so.
+	_, err := h.Admin.Mute(ctx, "dave", time.Hour, "spam")
+	require.NoError(t, err)
+	say(t, dave, "can anyone hear me")
+	run(t, dave, "refused while muted", waitJS(`[...document.querySelectorAll('li.failed')].some(li => li.textContent.includes('muted'))`))
+	shot(t, dave, "2-muted")
+}
+
+// A player's page survives a server restart: what it sent while the
+// server was down is delivered once, and what others sent is caught up.
+func TestLobbyPageSurvivesRestart(t *testing.T) {
+	b := browser(t)
+	h := roomnettest.New(t)
+	erin := h.User("erin")
+	_ = erin
+	frank := h.User("frank")
+	page := profile(t, b)
+	signInLobby(t, page, h.URL, "erin", "password-erin")
+	say(t, page, "before the restart")
+	run(t, page, "first message acknowledged", waitJS(`document.querySelectorAll('li.msg').length === 1 && document.querySelectorAll('li.pending').length === 0`))
+
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		h.Restart()
+	}()
+	run(t, page, "page notices", waitJS(`document.querySelector('#chat-status').textContent !== 'online'`))
+	say(t, page, "while the server is down")
+	run(t, page, "queued while down", waitJS(`document.querySelectorAll('li.pending').length === 1`))
+	shot(t, page, "1-offline")
+	select {
+	case <-restarted:
+	case <-time.After(90 * time.Second):
+		t.Fatal("restart did not finish")
+	}
+
+	// Someone else talks as soon as the server is back.
+	cc := chatter(t, h, frank)
+	for i := range 3 {
+		sendWait(t, cc, lobby, fmt.Sprintf("frank %d", i))
+	}
+	run(t, page, "caught up", waitJS(`document.querySelector('#chat-status').textContent === 'online' &&
+		document.querySelectorAll('ol.messages[data-conv="lobby:main"] li.msg').length === 5 && document.querySelectorAll('li.pending').length === 0`))
+	shot(t, page, "2-caught-up")
+	requireOnceInOrder(t, lobbyMessages(t, page, lobby),
+		[]string{"before the restart", "while the server is down", "frank 0", "frank 1", "frank 2"})
+}
