@@ -74,10 +74,11 @@ type Server struct {
 	ln       net.Listener
 	url      string
 
-	cancel context.CancelFunc
-	stop   chan struct{} // closed at shutdown: ends the admin event streams
-	joins  atomic.Int64  // member_joined events, for the dashboard
-	wg     sync.WaitGroup
+	cancel   context.CancelFunc
+	stop     chan struct{} // closed at shutdown: ends the admin event streams
+	stopOnce sync.Once
+	joins    atomic.Int64 // member_joined events, for the dashboard
+	wg       sync.WaitGroup
 }
 
 // Start brings every part up in order and returns once the server is ready.
@@ -393,7 +394,7 @@ func (s *Server) registerMetrics() {
 // ctx), then stops the reconciler, Headscale, the relay and the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
-	close(s.stop)
+	s.stopOnce.Do(func() { close(s.stop) })
 	if s.Chat != nil {
 		// Hijacked WebSockets are not closed by http.Server.Shutdown.
 		if err := s.Chat.Shutdown(ctx); err != nil {

@@ -117,7 +117,7 @@ func eval[T any](t *testing.T, ctx context.Context, script string) T {
 	t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](script))
+	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](script, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatalf("evaluating %s: %v", script, err)
 	}

@@ -205,3 +205,41 @@ func TestLobbyPageSurvivesRestart(t *testing.T) {
 	requireOnceInOrder(t, lobbyMessages(t, page, lobby),
 		[]string{"before the restart", "while the server is down", "frank 0", "frank 1", "frank 2"})
 }
+
+// A lobby in storm mode reaches the browser as notifies and compressed
+// pulled pages: the page still shows every message once, in order.
+func TestLobbyPageFollowsAStorm(t *testing.T) {
+	b := browser(t)
+	h := roomnettest.New(t, func(s *roomnettest.Settings) {
+		s.Config.Chat.StormEnter, s.Config.Chat.StormExit = 20, 10
+		s.Config.Chat.SendPerSec, s.Config.Chat.FramesPerSec = 1000, 1000
+	})
+	h.User("vera")
+	page := profile(t, b)
+	signInLobby(t, page, h.URL, "vera", "password-vera")
+	cc := chatter(t, h, h.User("walt"))
+	const n = 300
+	var want []string
+	pend := make([]*chatclient.Pending, 0, n)
+	for i := range n {
+		body := fmt.Sprintf("storm message %03d with some padding so that pages compress", i)
+		want = append(want, body)
+		pend = append(pend, cc.Send(lobby, body))
+	}
+	for _, p := range pend {
+		select {
+		case <-p.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatal("storm send not acknowledged")
+		}
+		_, err := p.Result()
+		require.NoError(t, err)
+	}
+	run(t, page, "all shown", waitJS(fmt.Sprintf(`document.querySelectorAll('ol.messages[data-conv="lobby:main"] li.msg').length === %d`, n)))
+	shot(t, page, "storm")
+	requireOnceInOrder(t, lobbyMessages(t, page, lobby), want)
+	stats := eval[map[string]int](t, page, `window.roomnetChat.stats`)
+	require.Positive(t, stats["notifies"], "the storm was announced with notifies: %v", stats)
+	require.Positive(t, stats["pulls"], "and pulled: %v", stats)
+	require.Positive(t, stats["binaryPages"], "in compressed pages: %v", stats)
+}

@@ -76,7 +76,7 @@ export class ChatClient extends EventTarget {
     this.closed = false;
     this.ackTimer = 0;
     this.saveTimer = 0;
-    this.stats = { duplicates: 0, pulls: 0, notifies: 0, resends: 0 };
+    this.stats = { duplicates: 0, pulls: 0, notifies: 0, resends: 0, binaryPages: 0 };
     this.ticker = setInterval(() => this.tick(), 50);
   }
 
@@ -129,6 +129,7 @@ export class ChatClient extends EventTarget {
     let text = data;
     if (data instanceof ArrayBuffer) {
       try { text = await inflate(data); } catch (e) { return; }
+      this.stats.binaryPages++;
     }
     let f;
     try { f = JSON.parse(text); } catch (e) { return; }
