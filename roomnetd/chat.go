@@ -101,7 +101,7 @@ func (m moderator) MutedUntil(userID uint64) (time.Time, bool) { return m.chat.M
 
 func (m moderator) Announce(ctx context.Context, conv, text string) (uint64, error) {
 	seq, err := m.chat.Announce(ctx, conv, text)
-	if err != nil && ctx.Err() == nil {
+	if errors.Is(err, chatserver.ErrBadAnnounce) {
 		return 0, cp.Invalid("%s", strings.TrimPrefix(err.Error(), "chatserver: "))
 	}
 	return seq, err

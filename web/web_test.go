@@ -243,3 +243,40 @@ func TestLobbyPageFollowsAStorm(t *testing.T) {
 	require.Positive(t, stats["pulls"], "and pulled: %v", stats)
 	require.Positive(t, stats["binaryPages"], "in compressed pages: %v", stats)
 }
+
+// A player finds a public room with the filters and clicks "Join room":
+// the API makes them a member and the page hands over to roomnet with
+// the room's link and the copyable command.
+func TestLobbyJoinRoomHandsOverToRoomnet(t *testing.T) {
+	b := browser(t)
+	h := roomnettest.New(t)
+	ctx := roomnettest.Context(t, 60*time.Second)
+	host := h.User("xena")
+	h.User("yuri")
+	room, err := host.CreateRoom(ctx, roomnet.CreateRoom{Name: "Warcraft night", Game: "warcraft3", MaxPlayers: 4, Public: true})
+	require.NoError(t, err)
+	_, err = host.CreateRoom(ctx, roomnet.CreateRoom{Name: "Minecraft build", Game: "minecraft", MaxPlayers: 4, Public: true})
+	require.NoError(t, err)
+	page := profile(t, b)
+	signInLobby(t, page, h.URL, "yuri", "password-yuri")
+	run(t, page, "both rooms listed", waitJS(`document.querySelectorAll('#rooms tbody tr').length === 2`))
+	run(t, page, "filter by game",
+		chromedp.SetValue(chromedp.CSS("#filter-game"), "warcraft3"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('#filter-game').dispatchEvent(new Event('input'))`),
+		waitJS(fmt.Sprintf(`document.querySelectorAll('#rooms tbody tr').length === 1 && document.querySelector('#rooms tbody tr').dataset.room === %q`, room.ID)),
+	)
+	run(t, page, "join",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button.join`, room.ID))),
+		chromedp.WaitVisible(chromedp.CSS("#handover")),
+	)
+	shot(t, page, "handover")
+	cmd := eval[string](t, page, `document.querySelector('#handover-command').textContent`)
+	link := eval[string](t, page, `document.querySelector('#handover-link').getAttribute('href')`)
+	require.Equal(t, "roomnet join "+room.InviteCode, cmd)
+	require.Equal(t, "roomnet://join/"+room.InviteCode, link)
+	members, err := host.Members(ctx, room.ID)
+	require.NoError(t, err)
+	require.Len(t, members, 2, "the page joined through the API")
+	// The room's chat is open to the new member.
+	run(t, page, "room chat tab", chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`.tabs button[data-conv="room:%s"]`, room.ID))))
+}

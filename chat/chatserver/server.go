@@ -972,15 +972,19 @@ func (s *Server) Apply(events []MembershipEvent) {
 	}
 }
 
+// ErrBadAnnounce reports an announcement to a conversation that cannot
+// take one, or with a bad text.
+var ErrBadAnnounce = errors.New("chatserver: announce")
+
 // Announce posts a critical system message to conv (a room or a lobby):
 // stored and ordered like any message, pushed on the priority lane even
 // in storm mode. It returns once the message is durable.
 func (s *Server) Announce(ctx context.Context, conv, text string) (uint64, error) {
 	if kind, ok := chat.ConvKind(conv); !ok || kind == chat.KindDirect {
-		return 0, fmt.Errorf("chatserver: announce to %q: want a room or a lobby", conv)
+		return 0, fmt.Errorf("%w: to %q: want a room or a lobby", ErrBadAnnounce, conv)
 	}
 	if text == "" || len(text) > s.opts.MaxBody || !utf8.ValidString(text) {
-		return 0, fmt.Errorf("chatserver: announce: 1 to %d bytes of UTF-8 text", s.opts.MaxBody)
+		return 0, fmt.Errorf("%w: 1 to %d bytes of UTF-8 text", ErrBadAnnounce, s.opts.MaxBody)
 	}
 	type result struct {
 		m   StoredMessage

@@ -2,10 +2,12 @@ package cli_test
 
 import (
 	"bufio"
+	"context"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,6 +203,25 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 	player.await(t, "host reached at")
 	player.await(t, "+ alice")
 	require.Contains(t, player.await(t, "  alice "), "relayed via roomnet", "the live view shows how the host is reached")
+	// The session reports its links; admins see them beside the member.
+	require.Eventually(t, func() bool {
+		rooms, err := h.Admin.AdminRooms(context.Background(), url.Values{"q": {"cli room"}})
+		if err != nil || len(rooms.Rooms) != 1 {
+			return false
+		}
+		members, err := h.Admin.Members(context.Background(), rooms.Rooms[0].ID)
+		if err != nil {
+			return false
+		}
+		for _, m := range members {
+			for _, l := range m.Links {
+				if m.Username == "bob" && l.Peer == "alice" && !l.Direct && l.Relay != "" && l.RTTMS > 0 {
+					return true
+				}
+			}
+		}
+		return false
+	}, 30*time.Second, 200*time.Millisecond, "bob's session reports that it reaches alice through the relay")
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.2:%d", port), 10*time.Second)
 	require.NoError(t, err)
 	c.SetDeadline(time.Now().Add(20 * time.Second))
