@@ -32,11 +32,14 @@ type sink struct {
 	from, to  atomic.Int64 // the measured window: messages sent in it count
 }
 
-func (s *sink) got(sent int64, critical bool) {
+func (s *sink) got(sent int64, critical bool) { s.gotAt(time.Now().UnixNano(), sent, critical) }
+
+// gotAt is got with the clock read once for a whole page.
+func (s *sink) gotAt(now, sent int64, critical bool) {
 	if f, t := s.from.Load(), s.to.Load(); f == 0 || sent < f || t != 0 && sent >= t {
 		return
 	}
-	d := time.Duration(time.Now().UnixNano() - sent)
+	d := time.Duration(now - sent)
 	if critical {
 		s.crit.add(d)
 		s.critN.Add(1)
@@ -83,6 +86,57 @@ func stamp(body string) (int64, bool) {
 type roomnet struct {
 	url, http string // ws://.../ws and http://... of the bench server
 	lobby     string
+	pages     pageCache
+}
+
+// pageCache decodes a pulled page once for all the simulated clients
+// that receive the same bytes (the server sends one prepared page to
+// all): one core simulates a thousand clients, and decompressing and
+// scanning the same page a thousand times would make the load tool, not
+// the server, the bottleneck of the latencies it measures. Each client
+// still reads its page from its own socket and records the time it got it.
+type pageCache struct {
+	mu      sync.Mutex
+	entries map[string]*scanned
+}
+
+type scanned struct {
+	msgs []pageEntry
+	more bool
+}
+
+type pageEntry struct {
+	seq      uint64
+	stamp    int64
+	critical bool
+}
+
+func (c *pageCache) get(compressed []byte, unzip *chat.Decompressor) (*scanned, bool) {
+	c.mu.Lock()
+	if e, ok := c.entries[string(compressed)]; ok {
+		c.mu.Unlock()
+		return e, true
+	}
+	c.mu.Unlock()
+	b, err := unzip.Decompress(compressed)
+	if err != nil {
+		return nil, false
+	}
+	e := &scanned{}
+	more, ok := scanPage(b, func(seq uint64, stamp int64, critical bool) {
+		e.msgs = append(e.msgs, pageEntry{seq, stamp, critical})
+	})
+	if !ok {
+		return nil, false
+	}
+	e.more = more
+	c.mu.Lock()
+	if c.entries == nil || len(c.entries) > 256 {
+		c.entries = map[string]*scanned{}
+	}
+	c.entries[string(compressed)] = e
+	c.mu.Unlock()
+	return e, true
 }
 
 func (r *roomnet) dial(ctx context.Context, id int, s *sink) (*websocket.Conn, error) {
@@ -122,23 +176,29 @@ func (r *roomnet) subscribe(ctx context.Context, id int, s *sink) (func(), error
 	pull := func() {
 		if !pulling {
 			pulling = true
-			_ = writeFrame(ws, &mu, chat.Frame{Type: chat.TypePull, Conv: r.lobby, After: pos, Limit: 200, Codec: chat.CodecNameZstd})
+			_ = writeFrame(ws, &mu, chat.Frame{Type: chat.TypePull, Conv: r.lobby, After: pos, Limit: 1000, Codec: chat.CodecNameZstd})
 		}
 	}
-	take := func(m chat.Message) {
-		if m.Seq <= pos || ahead[m.Seq] {
+	var now int64
+	seen := func(seq uint64, sent int64, critical bool) {
+		if seq <= pos || ahead[seq] {
 			return
 		}
-		if t, ok := stamp(m.Body); ok {
-			s.got(t, m.Critical)
+		if sent != 0 {
+			s.gotAt(now, sent, critical)
 		}
-		if m.Seq != pos+1 {
-			ahead[m.Seq] = true
+		if seq != pos+1 {
+			ahead[seq] = true
 			return
 		}
 		for pos++; ahead[pos+1]; pos++ {
 			delete(ahead, pos+1)
 		}
+	}
+	take := func(m chat.Message) {
+		now = time.Now().UnixNano()
+		sent, _ := stamp(m.Body)
+		seen(m.Seq, sent, m.Critical)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -149,19 +209,19 @@ func (r *roomnet) subscribe(ctx context.Context, id int, s *sink) (func(), error
 				return
 			}
 			if kind == websocket.BinaryMessage {
-				if b, err = unzip.Decompress(b); err != nil {
-					continue
-				}
-				if msgs, more, ok := scanPage(b); ok {
+				now = time.Now().UnixNano()
+				pg, ok := r.pages.get(b, unzip)
+				if ok {
 					pulling = false
-					for _, m := range msgs {
-						take(m)
+					before := pos
+					for _, e := range pg.msgs {
+						seen(e.seq, e.stamp, e.critical)
 					}
-					if more || newest > pos && len(msgs) > 0 {
+					if pos > before && (pg.more || newest > pos) {
 						pull()
 					}
-					continue
 				}
+				continue
 			} else if m, ok := scanMsg(b); ok && started {
 				// The common frame, scanned rather than decoded so the
 				// load tool stays cheaper than the server it loads.
@@ -194,10 +254,11 @@ func (r *roomnet) subscribe(ctx context.Context, id int, s *sink) (func(), error
 				}
 			case chat.TypePage:
 				pulling = false
+				before := pos
 				for _, m := range f.Messages {
 					take(m)
 				}
-				if f.HasMore || newest > pos && len(f.Messages) > 0 {
+				if pos > before && (f.HasMore || newest > pos) {
 					pull()
 				}
 			}
@@ -297,43 +358,66 @@ func scanMsg(b []byte) (chat.Message, bool) {
 
 var pagePrefix = []byte(`{"v":1,"type":"page","ref":"pull",`)
 
-// scanPage reads the seqs, stamps and critical flags of a pulled page.
-func scanPage(b []byte) ([]chat.Message, bool, bool) {
+var (
+	messagesKey = []byte(`"messages":[`)
+	seqKey      = []byte(`"seq":`)
+	bodyKey     = []byte(`"body":"`)
+	tsKey       = []byte(`"ts":`)
+	critTail    = []byte(`,"critical":true`)
+	moreTail    = []byte(`"has_more":true}`)
+)
+
+// scanPage calls f with the seq, stamp (0: none) and critical flag of
+// each message of a pulled page, in one pass over it and without
+// allocating (the load tool must stay cheaper than the server it loads);
+// it reports has_more and whether b was a pulled page at all. It relies
+// on the order of chat.Message's fields on the wire.
+func scanPage(b []byte, f func(seq uint64, stamp int64, critical bool)) (more, ok bool) {
 	if !bytes.HasPrefix(b, pagePrefix) {
-		return nil, false, false
+		return false, false
 	}
-	more := bytes.HasSuffix(b, []byte(`"has_more":true}`))
-	var out []chat.Message
-	i := bytes.Index(b, []byte(`"messages":[`))
+	more = bytes.HasSuffix(b, moreTail)
+	i := bytes.Index(b, messagesKey)
 	if i < 0 {
-		return nil, more, true
+		return more, true
 	}
-	rest := b[i:]
+	rest := b[i+len(messagesKey):]
 	for {
-		j := bytes.Index(rest, []byte(`{"conv":`))
+		j := bytes.Index(rest, seqKey)
 		if j < 0 {
-			return out, more, true
+			return more, true
 		}
-		rest = rest[j+1:]
-		end := bytes.Index(rest, []byte(`{"conv":`))
-		one := rest
-		if end >= 0 {
-			one = rest[:end]
-		}
-		seq, ok := scanInt(one, []byte(`"seq":`))
-		if !ok {
-			return nil, false, false
-		}
-		m := chat.Message{Seq: uint64(seq), Critical: bytes.Contains(one, []byte(`"critical":true`))}
-		if k := bytes.Index(one, []byte(`"body":"`)); k >= 0 {
-			body := one[k+8:]
-			if e := bytes.IndexByte(body, ' '); e >= 0 && e < 40 {
-				body = body[:e]
+		rest = rest[j+len(seqKey):]
+		seq, n := digits(rest)
+		rest = rest[n:]
+		var stamp int64
+		if k := bytes.Index(rest, bodyKey); k >= 0 {
+			rest = rest[k+len(bodyKey):]
+			if len(rest) > 2 && rest[0] == 't' && rest[1] == '=' {
+				stamp, n = digits(rest[2:])
+				rest = rest[2+n:]
 			}
-			m.Body = string(body)
 		}
-		out = append(out, m)
+		t := bytes.Index(rest, tsKey)
+		if t < 0 {
+			return more, false
+		}
+		rest = rest[t+len(tsKey):]
+		_, n = digits(rest)
+		rest = rest[n:]
+		f(uint64(seq), stamp, bytes.HasPrefix(rest, critTail))
 	}
+}
+
+// digits parses the decimal number at the start of b and its length.
+func digits(b []byte) (int64, int) {
+	var n int64
+	i := 0
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		n = n*10 + int64(b[i]-'0')
+		i++
+	}
+	return n, i
 }
 
 func scanInt(b, key []byte) (int64, bool) {

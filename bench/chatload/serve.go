@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -41,6 +42,7 @@ func serve(args []string) error {
 	data := fs.String("data", "", "directory for the chat store (required)")
 	enter := fs.Float64("storm-enter", 100, "lobby storm mode threshold, messages/s (a huge value turns storm mode off)")
 	interval := fs.Duration("notify-interval", 250*time.Millisecond, "storm notify interval")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (profiling the server under load)")
 	_ = fs.Parse(args)
 	if *data == "" {
 		return errors.New("-data is required")
@@ -68,6 +70,12 @@ func serve(args []string) error {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 		}
 	})
+	if *pprofAddr != "" {
+		pm := http.NewServeMux()
+		pm.HandleFunc("/debug/pprof/", pprof.Index)
+		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go func() { _ = http.ListenAndServe(*pprofAddr, pm) }()
+	}
 	hs := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

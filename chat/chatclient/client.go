@@ -55,7 +55,7 @@ type Options struct {
 	// Codec is the compression asked for pulled batches: "zstd",
 	// "deflate", or "none" for plain text [zstd].
 	Codec string
-	// PullLimit is how many messages one pull asks for [200].
+	// PullLimit is how many messages one pull asks for [1000].
 	PullLimit int
 	Dialer    *websocket.Dialer
 }
@@ -95,7 +95,7 @@ func (o *Options) defaults() {
 		o.Codec = ""
 	}
 	if o.PullLimit == 0 {
-		o.PullLimit = 200
+		o.PullLimit = 1000
 	}
 	if o.Dialer == nil {
 		o.Dialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
@@ -178,6 +178,7 @@ type Client struct {
 
 	mu       sync.Mutex
 	ws       *websocket.Conn
+	live     bool // the session is set up: hello answered, lobbies rejoined
 	wmu      sync.Mutex // serializes writes to ws
 	session  string
 	user     string
@@ -333,8 +334,14 @@ func (c *Client) Send(conv, body string) *Pending {
 	c.order = append(c.order, p.ClientMsgID)
 	p.attempts = 1
 	p.due = time.Now().Add(c.opts.SendBackoff.Delay(1))
+	live := c.live
 	c.mu.Unlock()
-	_ = c.write(chat.Frame{Type: chat.TypeSend, Conv: conv, ClientMsgID: p.ClientMsgID, Body: body})
+	// Before the session is set up again after a reconnect (lobbies
+	// rejoined), a send would reach a server that does not know the
+	// lobby is ours yet: the hello's resend, or the next retry, sends it.
+	if live {
+		_ = c.write(chat.Frame{Type: chat.TypeSend, Conv: conv, ClientMsgID: p.ClientMsgID, Body: body})
+	}
 	return p
 }
 
@@ -531,7 +538,7 @@ func (c *Client) session1() (int, error) {
 	defer func() {
 		c.mu.Lock()
 		if c.ws == ws {
-			c.ws = nil
+			c.ws, c.live = nil, false
 		}
 		c.mu.Unlock()
 		ws.Close()
@@ -695,8 +702,6 @@ func (c *Client) onHello(f chat.Frame) {
 		lobbies = append(lobbies, l)
 	}
 	c.mu.Unlock()
-	c.connOnce.Do(func() { close(c.connected) })
-	c.emit(Event{Type: EventConnected})
 	// The server handles a connection's frames in order: lobbies are
 	// joined before the sync and the resends that need them.
 	for _, l := range lobbies {
@@ -706,6 +711,11 @@ func (c *Client) onHello(f chat.Frame) {
 	for _, p := range resend {
 		_ = c.write(chat.Frame{Type: chat.TypeSend, Conv: p.Conv, ClientMsgID: p.ClientMsgID, Body: p.Body})
 	}
+	c.mu.Lock()
+	c.live = true
+	c.mu.Unlock()
+	c.connOnce.Do(func() { close(c.connected) })
+	c.emit(Event{Type: EventConnected})
 }
 
 func (c *Client) onSynced(f chat.Frame) {
@@ -781,12 +791,16 @@ func (c *Client) fill(conv string) {
 
 func (c *Client) onGapPage(f chat.Frame) {
 	c.mu.Lock()
-	c.conv(f.Conv).fetching = time.Time{}
+	st := c.conv(f.Conv)
+	st.fetching = time.Time{}
+	before := st.buf.Position()
 	c.mu.Unlock()
 	c.deliver(f.Messages)
 	c.mu.Lock()
-	st := c.conv(f.Conv)
-	again := f.HasMore || st.maxSeq > st.buf.Position() && len(f.Messages) > 0
+	// A page starts at a block boundary and may hold only what we have;
+	// pull again only while pulling gets us further.
+	advanced := st.buf.Position() > before
+	again := f.HasMore && advanced || st.maxSeq > st.buf.Position() && advanced
 	c.mu.Unlock()
 	if again {
 		c.fill(f.Conv)
@@ -832,7 +846,7 @@ func (c *Client) tick() {
 		var gaps []string
 		var acks []chat.Frame
 		c.mu.Lock()
-		connected := c.ws != nil
+		connected := c.live
 		for id, p := range c.pending {
 			if now.Before(p.due) {
 				continue

@@ -14,9 +14,11 @@ import (
 )
 
 // conn is one client connection. Its reader runs in the HTTP handler's
-// goroutine. Outgoing frames wait in two bounded queues, a priority lane
-// (answers, system and critical messages, receipts, notifies) and a bulk
-// lane (chat messages); a writer goroutine exists only while there is
+// goroutine. Outgoing frames wait in three bounded queues, written in this
+// order: a priority lane (answers, system and critical messages,
+// receipts, notifies), the pull answers (at most pullsInFlight pages, so a
+// critical message never waits behind a batch of chat) and a bulk lane
+// (chat messages); a writer goroutine exists only while there is
 // something to write, and writes what is queued in one go through a
 // pooled buffer, so an idle connection holds no writer, no buffer and no
 // queue. A full bulk lane is dropped and replaced by notifies so the
@@ -30,6 +32,7 @@ type conn struct {
 
 	qmu       sync.Mutex
 	prio      []outFrame
+	paged     []outFrame // pull answers
 	bulk      []outFrame
 	writing   bool            // a writer goroutine is running
 	dead      bool            // shut down: nothing is queued any more
@@ -123,6 +126,17 @@ func (c *conn) sendPriority(f outFrame) {
 	c.qmu.Unlock()
 }
 
+// sendPage queues a pull answer; reservePull bounds how many wait.
+func (c *conn) sendPage(f outFrame) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if c.dead {
+		return
+	}
+	c.paged = append(c.paged, f)
+	c.startLocked()
+}
+
 // sendFrame encodes and queues a frame on the priority lane.
 func (c *conn) sendFrame(f chat.Frame) {
 	b, err := chat.Encode(f)
@@ -208,12 +222,15 @@ func (c *conn) take(buf []outFrame) int {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	if c.dead {
-		c.prio, c.bulk = nil, nil
+		c.prio, c.paged, c.bulk = nil, nil, nil
 		c.writing = false
 		return 0
 	}
 	n := copy(buf, c.prio)
 	c.prio = shift(c.prio, n)
+	p := copy(buf[n:], c.paged)
+	c.paged = shift(c.paged, p)
+	n += p
 	m := copy(buf[n:], c.bulk)
 	c.bulk = shift(c.bulk, m)
 	for _, f := range buf[:n+m] {
@@ -283,7 +300,7 @@ func (c *conn) shutdown(code int, reason string) {
 	c.closeOnce.Do(func() {
 		c.qmu.Lock()
 		c.dead = true
-		c.prio, c.bulk = nil, nil
+		c.prio, c.paged, c.bulk = nil, nil, nil
 		c.qmu.Unlock()
 		close(c.closed)
 		// A writer blocked on a client that does not read gives up now.

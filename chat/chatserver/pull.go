@@ -55,6 +55,13 @@ type page struct {
 	size  int // bytes on the wire
 }
 
+// head returns the newest seq of conv published on this node (0: none yet).
+func (p *pages) head(conv string) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.heads[conv]
+}
+
 // published records the newest seq of conv seen by this node.
 func (p *pages) published(conv string, seq uint64) {
 	p.mu.Lock()
@@ -78,15 +85,17 @@ func (p *pages) forget(conv string) {
 	p.mu.Unlock()
 }
 
-func (p *pages) cached(k pageKey) (*page, bool) {
+// cached returns the kept page of k if it still answers a pull capped
+// at top (0: no cap).
+func (p *pages) cached(k pageKey, top uint64) (*page, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.entries[k]
 	if !ok {
 		return nil, false
 	}
-	// A page that was not full is good until something newer is published.
-	if !e.full && p.heads[k.conv] > e.top {
+	// A page that was not full is good until something newer is due.
+	if !e.full && top > e.top {
 		delete(p.entries, k)
 		p.bytes -= e.size
 		return nil, false
@@ -121,19 +130,20 @@ func (p *pages) keep(k pageKey, e *page, gen uint64) {
 	p.bytes += e.size
 }
 
-// get returns the page of k, from the cache or built once.
-func (p *pages) get(ctx context.Context, k pageKey) (*page, error) {
-	if e, ok := p.cached(k); ok {
+// get returns the page of k holding seqs up to top (0: all there are),
+// from the cache or built once.
+func (p *pages) get(ctx context.Context, k pageKey, top uint64) (*page, error) {
+	if e, ok := p.cached(k, top); ok {
 		p.s.metrics.pulls.WithLabelValues("cached").Inc()
 		return e, nil
 	}
-	v, err, _ := p.group.Do(fmt.Sprintf("%s|%d|%d|%d", k.conv, k.after, k.limit, k.codec), func() (any, error) {
-		if e, ok := p.cached(k); ok {
+	v, err, _ := p.group.Do(fmt.Sprintf("%s|%d|%d|%d|%d", k.conv, k.after, k.limit, k.codec, top), func() (any, error) {
+		if e, ok := p.cached(k, top); ok {
 			return e, nil
 		}
 		p.s.metrics.pulls.WithLabelValues("built").Inc()
 		gen := p.generation(k.conv)
-		e, err := p.build(ctx, k)
+		e, err := p.build(ctx, k, top)
 		if err != nil {
 			return nil, err
 		}
@@ -148,10 +158,18 @@ func (p *pages) get(ctx context.Context, k pageKey) (*page, error) {
 	return v.(*page), nil
 }
 
-func (p *pages) build(ctx context.Context, k pageKey) (*page, error) {
+func (p *pages) build(ctx context.Context, k pageKey, upTo uint64) (*page, error) {
 	msgs, err := p.s.store.History(ctx, k.conv, 0, k.after, k.limit+1)
 	if err != nil {
 		return nil, err
+	}
+	if upTo > 0 {
+		for i, m := range msgs {
+			if m.Seq > upTo {
+				msgs = msgs[:i]
+				break
+			}
+		}
 	}
 	more := len(msgs) > k.limit
 	if more {
@@ -209,18 +227,27 @@ func (s *Server) handlePull(ctx context.Context, c *conn, f chat.Frame) {
 		}
 	}
 	limit := f.Limit
-	if limit <= 0 || limit > s.opts.HistoryMax {
-		limit = s.opts.HistoryMax
+	if limit <= 0 || limit > s.opts.PullMax {
+		limit = s.opts.PullMax
 	}
 	if !c.reservePull(pullsInFlight) {
 		c.sendError(f.Ref, chat.ErrRateLimited, fmt.Sprintf("at most %d pulls in flight", pullsInFlight))
 		return
 	}
-	e, err := s.pages.get(ctx, pageKey{conv: f.Conv, after: f.After, limit: limit, codec: codec})
+	k := pageKey{conv: f.Conv, after: f.After, limit: limit, codec: codec}
+	// Up to what this node published; in a storm, up to what the
+	// subscribers were told, which is the same for all of them: clients
+	// that keep up all stand at the last notify's seq and share one page,
+	// read, encoded and compressed once.
+	top, storming := s.storms.pullCap(f.Conv)
+	if !storming {
+		top = s.pages.head(f.Conv)
+	}
+	e, err := s.pages.get(ctx, k, top)
 	if err != nil {
 		c.releasePull()
 		c.sendError(f.Ref, chat.ErrUnavailable, "pull unavailable; retry")
 		return
 	}
-	c.sendPriority(e.frame)
+	c.sendPage(e.frame)
 }

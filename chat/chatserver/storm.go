@@ -76,6 +76,7 @@ type stormConv struct {
 	since    time.Time
 	newest   uint64 // newest seq seen
 	notified uint64 // newest seq announced by a notify
+	critical uint64 // newest critical seq pushed
 }
 
 // observe counts a message of a lobby and reports whether the lobby is in
@@ -96,6 +97,30 @@ func (st *storms) observe(conv string, seq uint64, now time.Time) bool {
 		st.s.log.Info("lobby entered storm mode", "conv", conv, "rate", sc.meter.rate(st.window), "threshold", st.enter)
 	}
 	return sc.on
+}
+
+// pushedCritical records a critical message pushed to a lobby's
+// subscribers (in any mode): they may pull up to it.
+func (st *storms) pushedCritical(conv string, seq uint64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if sc := st.convs[conv]; sc != nil {
+		sc.critical = max(sc.critical, seq)
+	}
+}
+
+// pullCap returns, for a lobby in storm mode, the newest seq its
+// subscribers have been told of (by a notify or a pushed critical
+// message). Pulls are answered up to it, so that every
+// subscriber that answers the same notify gets the same page.
+func (st *storms) pullCap(conv string) (uint64, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sc := st.convs[conv]
+	if sc == nil || !sc.on {
+		return 0, false
+	}
+	return max(sc.notified, sc.critical), true
 }
 
 // count returns how many lobbies are in storm mode.

@@ -59,7 +59,7 @@ export class ChatClient extends EventTarget {
     this.backoff = { ...Backoff, ...(opts.backoff || {}) };
     this.gapTimeout = opts.gapTimeout ?? 300;
     this.backfill = opts.backfill ?? 50;
-    this.pullLimit = opts.pullLimit ?? 200;
+    this.pullLimit = opts.pullLimit ?? 1000;
     this.storage = opts.storage ?? window.localStorage;
     this.convs = new Map();
     this.lobbies = new Set(opts.lobbies || []);
@@ -284,11 +284,11 @@ export class ChatClient extends EventTarget {
     if (this.answer(f)) return;
     const c = this.conv(f.conv);
     c.fetching = 0;
+    const before = c.pos;
     this.push(f.messages || []);
-    if (f.has_more || c.maxSeq > c.pos || c.buf.size > 0) {
-      // more to fetch, or a hole still open: ask again straight away
-      if (f.has_more || c.maxSeq > c.pos) this.pull(c.id);
-    }
+    // Pages start at a block boundary and may hold only what we have:
+    // ask again straight away only while asking gets us further.
+    if (c.pos > before && (f.has_more || c.maxSeq > c.pos)) this.pull(c.id);
   }
 
   // pull fetches what follows the contiguous position; one pull per
