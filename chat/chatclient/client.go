@@ -178,7 +178,7 @@ type Client struct {
 
 	mu       sync.Mutex
 	ws       *websocket.Conn
-	live     bool // the session is set up: hello answered, lobbies rejoined
+	live     bool       // the session is set up: hello answered, lobbies rejoined
 	wmu      sync.Mutex // serializes writes to ws
 	session  string
 	user     string

@@ -198,7 +198,7 @@ func New(o Options) (*Server, error) {
 		inflight: map[dedupeKey][]func(StoredMessage, error){}, userLimits: map[uint64]*rate.Limiter{},
 		cursors: map[cursorKey]Cursor{}, closing: make(chan struct{}), mutes: map[uint64]time.Time{},
 		compressor: chat.NewCompressor(), recent: newRecent(o.DedupeMemory),
-		bufs:       &sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }},
+		bufs: &sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }},
 	}
 	if o.StormExit > o.StormEnter {
 		return nil, errors.New("chatserver: StormExit must not be above StormEnter")
