@@ -6,12 +6,16 @@
 # usage stats off, and stopped at the end. Figures go to stdout as JSON
 # lines; docs/benchmarks.md has a recorded run.
 #
-#   scripts/bench-chat.sh [clients] [rate] [duration]
+#   scripts/bench-chat.sh [clients] [rates] [duration]
+#
+# rates is a comma-separated list of offered lobby rates (messages/s);
+# each is run against roomnet with storm mode off and on and against
+# Centrifugo. A critical message is sent every 100 ms during each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${1:-1000}
-RATE=${2:-500}
-DUR=${3:-20s}
+RATES=${2:-500,1000,2000,3000}
+DUR=${3:-10s}
 CENTRIFUGO_VERSION=v6.9.1
 # With two or more cores the server gets core 0 and the load generator
 # the others, so neither takes the other's CPU (PIN=0 turns this off).
@@ -69,17 +73,18 @@ stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
 R=(-url ws://127.0.0.1:7100/ws -api http://127.0.0.1:7100)
 C=(-target centrifugo -url ws://127.0.0.1:7200/connection/websocket -api http://127.0.0.1:7200/api)
-LOAD=(-clients "$CLIENTS" -rate "$RATE" -duration "$DUR")
-
-start_roomnet 1e12
-"${load[@]}" "$tmp/chatload" run "${R[@]}" -pid "$pid" "${LOAD[@]}" -label "storm off"
-stop "$pid"
-start_roomnet 100
-"${load[@]}" "$tmp/chatload" run "${R[@]}" -pid "$pid" "${LOAD[@]}" -label "storm on"
-stop "$pid"
-start_centrifugo
-"${load[@]}" "$tmp/chatload" run "${C[@]}" -pid "$pid" "${LOAD[@]}" -label "centrifugo"
-stop "$pid"
+for RATE in ${RATES//,/ }; do
+	LOAD=(-clients "$CLIENTS" -rate "$RATE" -duration "$DUR" -critical-every 100ms)
+	start_roomnet 1e12
+	"${load[@]}" "$tmp/chatload" run "${R[@]}" -pid "$pid" "${LOAD[@]}" -label "storm off"
+	stop "$pid"
+	start_roomnet 100
+	"${load[@]}" "$tmp/chatload" run "${R[@]}" -pid "$pid" "${LOAD[@]}" -label "storm on"
+	stop "$pid"
+	start_centrifugo
+	"${load[@]}" "$tmp/chatload" run "${C[@]}" -pid "$pid" "${LOAD[@]}" -label "centrifugo"
+	stop "$pid"
+done
 
 start_roomnet 100
 "${load[@]}" "$tmp/chatload" idle "${R[@]}" -pid "$pid"

@@ -24,7 +24,7 @@ type stored struct {
 }
 
 func newRecent(size int) *recent {
-	return &recent{seqs: make(map[dedupeKey]stored, size), ring: make([]dedupeKey, size)}
+	return &recent{seqs: map[dedupeKey]stored{}, ring: make([]dedupeKey, size)}
 }
 
 // get returns what was stored for k: enough to answer a retry.
