@@ -754,6 +754,7 @@ func (c *Client) onSynced(f chat.Frame) {
 // what became contiguous.
 func (c *Client) deliver(msgs []chat.Message) {
 	var out []chat.Message
+	var urgent []string
 	now := time.Now()
 	c.mu.Lock()
 	for _, m := range msgs {
@@ -766,9 +767,18 @@ func (c *Client) deliver(msgs []chat.Message) {
 		dups := st.buf.Duplicates
 		out = append(out, st.buf.Push(m, now)...)
 		c.stats.Duplicates += st.buf.Duplicates - dups
+		// A critical message pushed past a gap (a storm's messages are
+		// pulled, not pushed) is shown in order, so the gap before it
+		// is filled now rather than after the gap timeout.
+		if m.Critical && st.buf.Known() && m.Seq > st.buf.Position() {
+			urgent = append(urgent, m.Conv)
+		}
 	}
 	c.mu.Unlock()
 	c.emitMessages(out)
+	for _, conv := range urgent {
+		c.fill(conv)
+	}
 }
 
 // fill pulls the messages after the contiguous position of conv. One pull

@@ -24,12 +24,17 @@ func (s *server) register(c echo.Context) error {
 	return c.JSON(http.StatusCreated, userView(u))
 }
 
-func (s *server) login(c echo.Context) error {
+// credentialsLogin checks the request's credentials and issues a token.
+func (s *server) credentialsLogin(c echo.Context) (string, cp.User, time.Time, error) {
 	var req roomnet.Credentials
 	if err := decode(c, &req); err != nil {
-		return err
+		return "", cp.User{}, time.Time{}, err
 	}
-	token, u, exp, err := s.svc.Login(c.Request().Context(), req.Username, req.Password)
+	return s.svc.Login(c.Request().Context(), req.Username, req.Password)
+}
+
+func (s *server) login(c echo.Context) error {
+	token, u, exp, err := s.credentialsLogin(c)
 	if err != nil {
 		return err
 	}

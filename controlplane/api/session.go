@@ -101,11 +101,7 @@ func (s *server) setSessionCookie(c echo.Context, token string, expires time.Tim
 
 // createSession signs a browser in: the token goes into the cookie only.
 func (s *server) createSession(c echo.Context) error {
-	var req roomnet.Credentials
-	if err := decode(c, &req); err != nil {
-		return err
-	}
-	token, u, exp, err := s.svc.Login(c.Request().Context(), req.Username, req.Password)
+	token, u, exp, err := s.credentialsLogin(c)
 	if err != nil {
 		return err
 	}

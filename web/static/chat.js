@@ -49,6 +49,7 @@ class Conv {
     this.deleted = new Set();
     this.removed = false;
     this.duplicates = 0;
+    this.urgent = false; // a critical message arrived past a gap
   }
 }
 
@@ -257,8 +258,15 @@ export class ChatClient extends EventTarget {
       if (m.seq <= c.pos || c.buf.has(m.seq)) { c.duplicates++; this.stats.duplicates++; continue; }
       c.buf.set(m.seq, m);
       touched.add(c);
+      if (m.critical) c.urgent = true;
     }
-    for (const c of touched) this.release(c, now, fromSync);
+    for (const c of touched) {
+      this.release(c, now, fromSync);
+      // A critical message pushed past a gap (a storm's messages are
+      // pulled) is shown in order: fill the gap now, not after the timeout.
+      if (c.urgent && c.buf.size > 0) this.pull(c.id);
+      c.urgent = false;
+    }
   }
 
   release(c, now, fromSync) {
