@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/roomnet/roomnet/chat"
+	"github.com/roomnet/roomnet/chat/chatclient"
 )
 
 // In a storm, subscribers that answer the same notify from the same
@@ -96,4 +97,48 @@ func TestStormPullsAreCappedAndShared(t *testing.T) {
 	if b := testutil.ToFloat64(srv.metrics.pulls.WithLabelValues("built")) - built; b > 2 {
 		t.Fatalf("%v pages built for %d identical pulls; want one (two if a notify fell between)", b, n)
 	}
+}
+
+// A critical message pushed during a storm reaches the SDK's user at once,
+// in order: the SDK fills the gap before it straight away instead of
+// waiting for the next notify (3 s here) or its gap timeout (10 s here).
+func TestCriticalReachesTheSDKUserDuringAStorm(t *testing.T) {
+	srv := startServer(t, Options{StormEnter: 40, StormExit: 20, StormWindow: 500 * time.Millisecond, NotifyInterval: 3 * time.Second})
+	const lobby = "lobby:critical"
+	reader := dialSDK(t, srv.url, "u1", func(o *chatclient.Options) { o.GapTimeout = 10 * time.Second })
+	got := collectTexts(t, reader, lobby)
+	pub := dialSDK(t, srv.url, "u2", nil)
+	discardEvents(t, pub)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, c := range []*chatclient.Client{reader, pub} {
+		if err := c.Join(ctx, lobby); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); publish(t, pub, lobby, 1600, 400, "storm") }()
+	defer func() { <-done }()
+	waitFor(t, 5*time.Second, "storm mode", func() bool { return srv.Stats().Storms == 1 })
+	time.Sleep(500 * time.Millisecond) // storm messages pile up unpushed before the notice
+	seq, err := srv.Announce(ctx, lobby, "the lobby closes in 5 minutes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(t, 2*time.Second, "the critical notice, in order", func() bool {
+		for _, m := range got() {
+			if m.Seq == seq {
+				return true
+			}
+		}
+		return false
+	})
+	msgs := got()
+	for i, m := range msgs {
+		if m.Seq == seq && (i == 0 || msgs[i-1].Seq != seq-1) {
+			t.Fatalf("the notice came without the %d messages before it", seq-1)
+		}
+	}
+	t.Logf("critical notice shown %v after it was stored, with %d storm messages before it", time.Since(start).Round(time.Millisecond), len(msgs)-1)
 }
