@@ -47,7 +47,7 @@ func sendWait(t *testing.T, cc *chatclient.Client, conv, body string) uint64 {
 // real (the player cannot rejoin) and audited.
 func TestAdminSeesRoomsLiveAndKicks(t *testing.T) {
 	b := browser(t)
-	h := roomnettest.New(t)
+	h := roomnettest.New(t, func(s *roomnettest.Settings) { s.Config.Web.FiguresInterval = 200 * time.Millisecond })
 	ctx := roomnettest.Context(t, 120*time.Second)
 	tab := profile(t, b)
 	run(t, tab, "admin sign-in",
@@ -95,6 +95,14 @@ func TestAdminSeesRoomsLiveAndKicks(t *testing.T) {
 	require.Equal(t, "kick", audit.Entries[0].Action)
 	require.Equal(t, room.ID, audit.Entries[0].Target)
 	require.Equal(t, "bob", audit.Entries[0].Detail)
+
+	// The dashboard counts the room and draws its figures over time.
+	run(t, tab, "dashboard charts",
+		chromedp.Click(chromedp.CSS(`a[data-tab="dashboard"]`)),
+		waitJS(`document.querySelector('#figures [data-figure="rooms_open"] .value').textContent === '1' &&
+			document.querySelectorAll('#figures svg polyline').length === 6`),
+	)
+	shot(t, tab, "3b-dashboard")
 
 	// The audit tab shows it too.
 	run(t, tab, "audit tab",

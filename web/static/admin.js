@@ -77,13 +77,13 @@ const FIGURES = [
 
 function spark(values) {
   const w = 200, h = 44;
-  if (values.length < 2) return el('svg', { viewBox: `0 0 ${w} ${h}` });
-  const hi = Math.max(...values, 1);
-  const pts = values.map((v, i) => `${(i * w / (values.length - 1)).toFixed(1)},${(h - 2 - (v / hi) * (h - 6)).toFixed(1)}`);
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
   svg.setAttribute('preserveAspectRatio', 'none');
+  if (values.length < 2) return svg; // a chart needs two samples
+  const hi = Math.max(...values, 1);
+  const pts = values.map((v, i) => `${(i * w / (values.length - 1)).toFixed(1)},${(h - 2 - (v / hi) * (h - 6)).toFixed(1)}`);
   const area = document.createElementNS(ns, 'polygon');
   area.setAttribute('points', `0,${h} ${pts.join(' ')} ${w},${h}`);
   const line = document.createElementNS(ns, 'polyline');
