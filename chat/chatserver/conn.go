@@ -29,6 +29,7 @@ type conn struct {
 	nc      *flushConn
 	user    User
 	session string
+	group   uint8 // its notify group in storms
 
 	qmu       sync.Mutex
 	prio      []outFrame

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -153,6 +154,8 @@ type Server struct {
 
 	modMu sync.Mutex
 	mutes map[uint64]time.Time // user → end of mute
+
+	connSeq atomic.Uint64 // numbers connections into notify groups
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -294,7 +297,7 @@ func newSession() string {
 
 func (s *Server) serve(ctx context.Context, ws *websocket.Conn, nc *flushConn, user User) {
 	c := &conn{
-		s: s, ws: ws, nc: nc, user: user, session: newSession(),
+		s: s, ws: ws, nc: nc, user: user, session: newSession(), group: uint8(s.connSeq.Add(1) % notifyGroups),
 		closed: make(chan struct{}),
 		frames: rate.NewLimiter(rate.Limit(s.opts.FramesPerSec), s.opts.FramesBurst),
 		convs:  map[string]bool{},

@@ -136,56 +136,78 @@ func (st *storms) count() int {
 	return n
 }
 
+// notifyGroups is how many groups a storming lobby's subscribers are
+// notified in: every interval the newest seq is fixed once, and the
+// groups are told it one after the other, interval/notifyGroups apart.
+// Each subscriber still gets one notify per interval and all of them
+// still share one page (they all stand at the same announced seq), but
+// their pulls come in eight small waves instead of one wall, so a
+// critical message never queues behind a thousand pull answers.
+const notifyGroups = 8
+
 type announce struct {
 	conv string
 	seq  uint64
+	all  bool // the storm ended: every group at once
 }
 
-// tick announces what storming lobbies received since the last tick and
-// ends storms whose rate fell below Exit (announcing their last messages).
-func (st *storms) tick(now time.Time) {
+// tick fixes, for every storming lobby, the seq this interval announces,
+// and ends storms whose rate fell below Exit (their last messages are
+// announced to every group). The caller tells the groups.
+func (st *storms) tick(now time.Time) []announce {
 	var out []announce
 	st.mu.Lock()
+	defer st.mu.Unlock()
 	for conv, sc := range st.convs {
 		sc.meter.advance(now, st.window)
 		r := sc.meter.rate(st.window)
 		if sc.on {
-			if sc.newest > sc.notified {
-				out = append(out, announce{conv, sc.newest})
-				sc.notified = sc.newest
-			}
 			if r < st.exit {
 				sc.on = false
+				out = append(out, announce{conv, sc.newest, true})
+				sc.notified = sc.newest
 				st.s.metrics.stormChanges.WithLabelValues("direct").Inc()
 				st.s.log.Info("lobby left storm mode", "conv", conv, "rate", r, "threshold", st.exit, "lasted", now.Sub(sc.since).Round(time.Millisecond))
+			} else if sc.newest > sc.notified {
+				out = append(out, announce{conv, sc.newest, false})
+				sc.notified = sc.newest
 			}
 		}
 		if !sc.on && r == 0 {
 			delete(st.convs, conv)
 		}
 	}
-	st.mu.Unlock()
-	for _, a := range out {
-		st.s.notifyAll(a.conv, a.seq)
-	}
+	return out
 }
 
 func (st *storms) loop() {
 	defer st.s.wg.Done()
-	t := time.NewTicker(st.interval)
+	t := time.NewTicker(st.interval / notifyGroups)
 	defer t.Stop()
-	for {
+	var due []announce
+	for group := 0; ; group = (group + 1) % notifyGroups {
 		select {
 		case <-st.s.closing:
 			return
 		case now := <-t.C:
-			st.tick(now)
+			if group == 0 {
+				due = st.tick(now)
+			}
+			for _, a := range due {
+				switch {
+				case a.all && group == 0:
+					st.s.notifyAll(a.conv, a.seq, -1)
+				case !a.all:
+					st.s.notifyAll(a.conv, a.seq, group)
+				}
+			}
 		}
 	}
 }
 
-// notifyAll sends one notify, encoded once, to every subscriber of conv.
-func (s *Server) notifyAll(conv string, seq uint64) {
+// notifyAll sends one notify, encoded once, to the subscribers of conv in
+// notify group group (-1: all of them).
+func (s *Server) notifyAll(conv string, seq uint64, group int) {
 	b, err := chat.Encode(chat.Frame{Type: chat.TypeNotify, Conv: conv, Seq: seq})
 	if err != nil {
 		return
@@ -194,9 +216,12 @@ func (s *Server) notifyAll(conv string, seq uint64) {
 	if err != nil {
 		return
 	}
-	targets := s.targets(conv)
-	s.metrics.notifies.Add(float64(len(targets)))
-	for _, c := range targets {
-		c.sendNotify(outFrame{prepared: pm, conv: conv, seq: seq, notify: true})
+	n := 0
+	for _, c := range s.targets(conv) {
+		if group < 0 || int(c.group) == group {
+			c.sendNotify(outFrame{prepared: pm, conv: conv, seq: seq, notify: true})
+			n++
+		}
 	}
+	s.metrics.notifies.Add(float64(n))
 }
