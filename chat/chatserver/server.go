@@ -149,8 +149,9 @@ type Server struct {
 	limMu      sync.Mutex
 	userLimits map[uint64]*rate.Limiter
 
-	curMu   sync.Mutex
-	cursors map[cursorKey]Cursor
+	curMu    sync.Mutex
+	cursors  map[cursorKey]Cursor
+	flushing map[cursorKey]Cursor // the batch being written
 
 	modMu sync.Mutex
 	mutes map[uint64]time.Time // user → end of mute
@@ -312,7 +313,13 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, nc *flushConn, u
 	for _, r := range rooms {
 		c.convs[chat.RoomConv(r)] = true
 	}
-	s.register(c)
+	if !s.register(c) {
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(chat.CloseShutdown, "server shutting down"), time.Now().Add(time.Second))
+		ws.Close()
+		return
+	}
+	// register counted the session in s.wg; the reader goroutine or the
+	// failure below gives it back.
 	s.dl.set(c, time.Now().Add(s.opts.Deadline(chat.MaxHeartbeat, 0)))
 	// Newest seqs after subscribing: everything above them is pushed.
 	convs := c.convList()
@@ -323,6 +330,7 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, nc *flushConn, u
 		c.writers.Wait()
 		s.unregister(c)
 		s.dl.remove(c)
+		s.wg.Done()
 		return
 	}
 	states := make([]chat.ConvState, len(convs))
@@ -336,7 +344,6 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, nc *flushConn, u
 	}})
 	// The handler returns and takes its deep stack and the HTTP server's
 	// buffers with it; a fresh goroutine with a shallow stack reads.
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.readLoop(context.Background(), c)
@@ -347,9 +354,19 @@ func (s *Server) serve(ctx context.Context, ws *websocket.Conn, nc *flushConn, u
 	}()
 }
 
-func (s *Server) register(c *conn) {
+// register adds a session and counts it in s.wg, unless the server is
+// shutting down: under s.mu, so that Shutdown, which closes s.closing
+// under s.mu too, either sees the session or refuses it (a WaitGroup Add
+// racing Shutdown's Wait would be a bug).
+func (s *Server) register(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	select {
+	case <-s.closing:
+		return false
+	default:
+	}
+	s.wg.Add(1)
 	s.conns[c] = struct{}{}
 	if s.byUser[c.user.ID] == nil {
 		s.byUser[c.user.ID] = map[*conn]struct{}{}
@@ -358,6 +375,7 @@ func (s *Server) register(c *conn) {
 	for conv := range c.convs {
 		s.subscribeLocked(c, conv)
 	}
+	return true
 }
 
 func (s *Server) subscribeLocked(c *conn, conv string) {
@@ -827,8 +845,16 @@ func (s *Server) flushCursors() {
 	for _, c := range s.cursors {
 		batch = append(batch, c)
 	}
+	// Until the write commits, the batch is in neither the map nor the
+	// store: cursorsOf reads it from here meanwhile.
+	s.flushing = s.cursors
 	s.cursors = map[cursorKey]Cursor{}
 	s.curMu.Unlock()
+	defer func() {
+		s.curMu.Lock()
+		s.flushing = nil
+		s.curMu.Unlock()
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.store.SaveCursors(ctx, batch); err != nil {
@@ -856,12 +882,14 @@ func (s *Server) cursorsOf(ctx context.Context, userID uint64) (map[string]Curso
 		out[c.Conv] = c
 	}
 	s.curMu.Lock()
-	for k, c := range s.cursors {
-		if k.user == userID {
-			old := out[k.conv]
-			old.UserID, old.Conv = c.UserID, c.Conv
-			old.Read, old.Delivered = max(old.Read, c.Read), max(old.Delivered, c.Delivered)
-			out[k.conv] = old
+	for _, m := range []map[cursorKey]Cursor{s.flushing, s.cursors} {
+		for k, c := range m {
+			if k.user == userID {
+				old := out[k.conv]
+				old.UserID, old.Conv = c.UserID, c.Conv
+				old.Read, old.Delivered = max(old.Read, c.Read), max(old.Delivered, c.Delivered)
+				out[k.conv] = old
+			}
 		}
 	}
 	s.curMu.Unlock()
@@ -1122,7 +1150,9 @@ func (s *Server) Stats() Stats {
 // Shutdown closes every connection (clients reconnect elsewhere or later),
 // writes what is queued and stops.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
 	s.closeOnce.Do(func() { close(s.closing) })
+	s.mu.Unlock()
 	s.mu.RLock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
