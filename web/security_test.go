@@ -203,6 +203,10 @@ func TestChatWebSocketRefusesForeignOriginsWithCookies(t *testing.T) {
 
 func TestPagesCarrySecurityHeaders(t *testing.T) {
 	h := roomnettest.New(t)
+	resp, err := http.Get(h.URL + "/static/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 404, resp.StatusCode, "no directory listing of the assets")
 	for _, path := range []string{"/", "/admin", "/static/chat.js"} {
 		resp, err := http.Get(h.URL + path)
 		require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 )
@@ -54,7 +55,12 @@ func Register(e *echo.Echo, viewer Viewer) {
 	}
 	g.GET("/admin", admin)
 	g.GET("/admin/", admin)
-	g.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", files)))
+	g.GET("/static/*", func(c echo.Context) error {
+		if strings.HasSuffix(c.Request().URL.Path, "/") {
+			return echo.ErrNotFound // files only, no directory listings
+		}
+		return echo.WrapHandler(http.StripPrefix("/static/", files))(c)
+	})
 }
 
 func headers(next echo.HandlerFunc) echo.HandlerFunc {

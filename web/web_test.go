@@ -179,8 +179,7 @@ func TestLobbyChatInTwoBrowsers(t *testing.T) {
 func TestLobbyPageSurvivesRestart(t *testing.T) {
 	b := browser(t)
 	h := roomnettest.New(t)
-	erin := h.User("erin")
-	_ = erin
+	h.User("erin")
 	frank := h.User("frank")
 	page := profile(t, b)
 	signInLobby(t, page, h.URL, "erin", "password-erin")
