@@ -2,7 +2,9 @@
 // server exchange over one WebSocket, their codes, close codes and codec.
 // chat/chatserver and chat/chatclient both import it and never each other.
 // The protocol is documented with an example of every frame in
-// docs/protocol.md.
+// docs/protocol.md and described field by field by the JSON Schema in
+// docs/protocol.schema.json, which chat/chatserver's tests validate real
+// frames against.
 package chat
 
 import (
@@ -10,7 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Version is the protocol version this package speaks.
@@ -84,7 +89,8 @@ const (
 	CloseSlowConsumer   = 4009 // could not keep up with critical frames; reconnect
 	CloseShutdown       = 4010 // server going away; reconnect elsewhere or later
 	CloseAuthTimeout    = 4011 // no auth frame in time; reconnect
-	CloseSessionRevoked = 4012 // the account was banned or the token revoked; do not reconnect
+	CloseSessionRevoked = 4012 // the account was banned, the token revoked or expired; do not reconnect
+	CloseTooMany        = 4013 // too many connections for the user or address; reconnect after backoff
 )
 
 // Retry reports whether a client should reconnect after close code code.
@@ -119,20 +125,31 @@ func ConvKind(conv string) (string, bool) {
 		}
 		return kind, true
 	case KindDirect:
-		a, b, ok := strings.Cut(rest, ":")
-		var x, y uint64
-		if !ok || a == "" || b == "" {
-			return "", false
-		}
-		if _, err := fmt.Sscan(a, &x); err != nil || fmt.Sprint(x) != a {
-			return "", false
-		}
-		if _, err := fmt.Sscan(b, &y); err != nil || fmt.Sprint(y) != b || x >= y {
+		if _, _, ok := DirectUsers(conv); !ok {
 			return "", false
 		}
 		return kind, true
 	}
 	return "", false
+}
+
+// DirectUsers returns the two user ids of a direct conversation id
+// ("dm:<lower>:<higher>", canonical decimal) and whether it is one.
+func DirectUsers(conv string) (lower, higher uint64, ok bool) {
+	rest, ok := strings.CutPrefix(conv, KindDirect+":")
+	if !ok || len(conv) > 80 {
+		return 0, 0, false
+	}
+	a, b, ok := strings.Cut(rest, ":")
+	if !ok {
+		return 0, 0, false
+	}
+	x, err1 := strconv.ParseUint(a, 10, 64)
+	y, err2 := strconv.ParseUint(b, 10, 64)
+	if err1 != nil || err2 != nil || strconv.FormatUint(x, 10) != a || strconv.FormatUint(y, 10) != b || x >= y {
+		return 0, 0, false
+	}
+	return x, y, true
 }
 
 // DirectConv returns the direct conversation id of two users.
@@ -145,6 +162,11 @@ func DirectConv(a, b uint64) string {
 
 // RoomConv returns the conversation id of a room.
 func RoomConv(roomID string) string { return KindRoom + ":" + roomID }
+
+// MaxSeq is the highest seq a conversation can hold (2^63−1): stores
+// keep seqs in signed 64-bit columns. A frame naming a larger seq is
+// refused with ErrInvalid.
+const MaxSeq = math.MaxInt64
 
 // Frame is every frame, both directions: a type, the protocol version and
 // the fields that type uses. Unused fields are omitted on the wire.
@@ -164,9 +186,13 @@ type Frame struct {
 	Positions   map[string]uint64 `json:"positions,omitempty"`
 	Before      uint64            `json:"before,omitempty"`
 	After       uint64            `json:"after,omitempty"`
-	Limit       int               `json:"limit,omitempty"`
-	Username    string            `json:"username,omitempty"`
-	Codec       string            `json:"codec,omitempty"` // pull: "zstd" or "deflate"; empty: plain text
+	// HasAfter says the frame carries an after field even when it is 0:
+	// a history frame with after pages forwards, from the first message
+	// when after is 0; one without pages backwards from before.
+	HasAfter bool   `json:"-"`
+	Limit    int    `json:"limit,omitempty"`
+	Username string `json:"username,omitempty"`
+	Codec    string `json:"codec,omitempty"` // pull: "zstd" or "deflate"; empty: plain text
 
 	// ping / pong
 	RTT      int   `json:"rtt_ms,omitempty"`      // client's smoothed RTT
@@ -214,6 +240,14 @@ type Hello struct {
 	MaxIntervalMS int    `json:"max_interval_ms"`
 	MaxBody       int    `json:"max_body"`
 	SendPerSec    int    `json:"send_per_sec"`
+	// SendBurst is how many sends the user may make at once before
+	// SendPerSec paces them.
+	SendBurst int `json:"send_burst"`
+	// FramesPerSec and FramesBurst are this connection's frame budget,
+	// every client frame counted: a client that keeps within them is
+	// never refused a frame for its rate nor closed for flooding.
+	FramesPerSec float64 `json:"frames_per_sec"`
+	FramesBurst  int     `json:"frames_burst"`
 	// Convs are the user's conversations now with their newest seq.
 	Convs []ConvState `json:"convs"`
 }
@@ -222,6 +256,10 @@ type Hello struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// RetryAfterMS, on rate_limited and unavailable, is how long the
+	// client should wait before sending again; zero or absent: its own
+	// backoff.
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 }
 
 // MaxFrameBytes bounds a client's frame on the wire.
@@ -254,11 +292,147 @@ func decode(b []byte, limit int) (Frame, error) {
 	if f.Type == "" {
 		return Frame{}, fmt.Errorf("%w: no type", ErrDecode)
 	}
+	if f.After != 0 {
+		f.HasAfter = true
+	} else if f.Type == TypeHistory {
+		// Only here does an after of 0 differ from none.
+		var probe struct {
+			After *json.RawMessage `json:"after"`
+		}
+		if json.Unmarshal(b, &probe) == nil && probe.After != nil {
+			f.HasAfter = true
+		}
+	}
 	return f, nil
+}
+
+// Peek reads what an error answering a frame that did not decode can
+// name: its type, ref, conversation and client_msg_id, when those are
+// readable whatever else is wrong with it. Everything else is zero.
+func Peek(b []byte) Frame {
+	var p struct {
+		Type        any `json:"type"`
+		Ref         any `json:"ref"`
+		Conv        any `json:"conv"`
+		ClientMsgID any `json:"client_msg_id"`
+	}
+	if len(b) > MaxFrameBytes || json.Unmarshal(b, &p) != nil {
+		return Frame{}
+	}
+	str := func(v any) string {
+		s, _ := v.(string)
+		return s
+	}
+	return Frame{Type: str(p.Type), Ref: str(p.Ref), Conv: str(p.Conv), ClientMsgID: str(p.ClientMsgID)}
 }
 
 // Encode serializes a frame, stamping the protocol version.
 func Encode(f Frame) ([]byte, error) {
 	f.V = Version
-	return json.Marshal(f)
+	// Not json.Marshal(f): that would compact MarshalJSON's output
+	// again, a second pass over every page.
+	return f.MarshalJSON()
+}
+
+// frameJSON is Frame without its methods, for MarshalJSON.
+type frameJSON Frame
+
+// MarshalJSON writes the fields a frame type always carries even when
+// they are zero: joined's seq, page's messages and has_more, synced's
+// convs, and after in a forward history frame.
+func (f Frame) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(frameJSON(f))
+	if err != nil {
+		return nil, err
+	}
+	var extra []string
+	switch f.Type {
+	case TypeJoined:
+		if f.Seq == 0 {
+			extra = append(extra, `"seq":0`)
+		}
+	case TypePage:
+		if len(f.Messages) == 0 {
+			extra = append(extra, `"messages":[]`)
+		}
+		if !f.HasMore {
+			extra = append(extra, `"has_more":false`)
+		}
+	case TypeSynced:
+		if len(f.Convs) == 0 {
+			extra = append(extra, `"convs":[]`)
+		}
+	case TypeHistory, TypePull:
+		if f.HasAfter && f.After == 0 {
+			extra = append(extra, `"after":0`)
+		}
+	}
+	if len(extra) == 0 {
+		return b, nil
+	}
+	out := make([]byte, 0, len(b)+32)
+	out = append(out, b[:len(b)-1]...)
+	for _, e := range extra {
+		out = append(out, ',')
+		out = append(out, e...)
+	}
+	return append(out, '}'), nil
+}
+
+// ValidText reports whether every string in a JSON frame is Unicode text:
+// the bytes are UTF-8 and no \u escape is a lone surrogate. Go's decoder
+// silently turns both into U+FFFD; a server refuses them instead.
+func ValidText(frame []byte) bool {
+	if !utf8.Valid(frame) {
+		return false
+	}
+	for i := 0; i < len(frame); i++ {
+		if frame[i] != '\\' {
+			continue
+		}
+		if i+1 >= len(frame) || frame[i+1] != 'u' {
+			i++ // an escaped character, maybe a backslash
+			continue
+		}
+		r, ok := hex4(frame, i+2)
+		switch {
+		case !ok:
+			return false
+		case r >= 0xDC00 && r < 0xE000:
+			return false // a low surrogate without a high one
+		case r >= 0xD800 && r < 0xDC00:
+			if i+12 > len(frame) || frame[i+6] != '\\' || frame[i+7] != 'u' {
+				return false
+			}
+			lo, ok := hex4(frame, i+8)
+			if !ok || lo < 0xDC00 || lo >= 0xE000 {
+				return false
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return true
+}
+
+// hex4 parses the four hex digits at b[at:].
+func hex4(b []byte, at int) (rune, bool) {
+	if at+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[at : at+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestHeartbeatIntervalAdaptsWithinBounds(t *testing.T) {
@@ -113,6 +114,115 @@ func FuzzDecode(f *testing.F) {
 		out2, _ := Encode(again)
 		if !bytes.Equal(out, out2) {
 			t.Fatalf("round trip not stable:\n%s\n%s", out, out2)
+		}
+	})
+}
+
+// A history frame's after of 0 is not the same as none, both ways; the
+// fields a frame type always carries are written even when zero.
+func TestAfterZeroAndAlwaysPresentFields(t *testing.T) {
+	f, err := Decode([]byte(`{"v":1,"type":"history","conv":"room:a","after":0}`))
+	if err != nil || !f.HasAfter {
+		t.Fatalf("after 0: %+v %v", f, err)
+	}
+	if f, _ := Decode([]byte(`{"v":1,"type":"history","conv":"room:a"}`)); f.HasAfter {
+		t.Fatal("no after must page backwards")
+	}
+	b, _ := Encode(Frame{Type: TypeHistory, Conv: "room:a", HasAfter: true})
+	if !strings.Contains(string(b), `"after":0`) {
+		t.Fatalf("encoded %s", b)
+	}
+	for _, tc := range []struct {
+		f    Frame
+		want string
+	}{
+		{Frame{Type: TypeJoined, Conv: "lobby:x"}, `"seq":0`},
+		{Frame{Type: TypePage, Conv: "lobby:x"}, `"has_more":false`},
+		{Frame{Type: TypePage, Conv: "lobby:x"}, `"messages":[]`},
+		{Frame{Type: TypeSynced}, `"convs":[]`},
+	} {
+		b, err := Encode(tc.f)
+		if err != nil || !strings.Contains(string(b), tc.want) {
+			t.Errorf("%s: %s lacks %s (%v)", tc.f.Type, b, tc.want, err)
+		}
+		if _, err := Decode(b); err != nil {
+			t.Errorf("%s does not decode: %v", b, err)
+		}
+	}
+}
+
+func TestValidText(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"body":"plain é 😀"}`:        true,
+		`{"body":"\ud83d\ude00"}`:     true,
+		`{"body":"\\ud800"}`:          true, // an escaped backslash, then text
+		`{"body":"\u00e9\n"}`:         true,
+		"{\"body\":\"a\xffb\"}":       false,
+		`{"body":"\ud800"}`:           false,
+		`{"body":"\udc00\ud800"}`:     false,
+		`{"body":"\ud800\u0041"}`:     false,
+		`{"body":"\ud83d`:             false,
+		`{"body":"\uZZZZ"}`:           false,
+		"{\"body\":\"\xed\xa0\x80\"}": false, // a surrogate in raw UTF-8
+	} {
+		if got := ValidText([]byte(in)); got != want {
+			t.Errorf("ValidText(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func FuzzValidText(f *testing.F) {
+	for _, s := range []string{`{"body":"\ud83d\ude00"}`, `"\ud800"`, `\\u`, "\xff", `\u12`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if ValidText(b) && !utf8.Valid(b) {
+			t.Fatalf("%q passed but is not UTF-8", b)
+		}
+	})
+}
+
+func TestPeekReadsWhatAnErrorNames(t *testing.T) {
+	f := Peek([]byte(`{"v":1,"type":"send","conv":"room:a","client_msg_id":"c1","from":"admin"}`))
+	if f.Type != TypeSend || f.Conv != "room:a" || f.ClientMsgID != "c1" {
+		t.Fatalf("peeked %+v", f)
+	}
+	if f := Peek([]byte(`{"ref":7,"conv":["x"]}`)); f.Ref != "" || f.Conv != "" {
+		t.Fatalf("non-strings must read as empty: %+v", f)
+	}
+	if f := Peek([]byte(`not json`)); f.Type != "" || f.Ref != "" {
+		t.Fatalf("peeked %+v from garbage", f)
+	}
+}
+
+// Peek reads untrusted bytes that did not even decode as a frame.
+func FuzzPeek(f *testing.F) {
+	f.Add([]byte(`{"v":1,"type":"send","conv":"room:a","client_msg_id":"c1","from":"admin"}`))
+	f.Add([]byte(`{"ref":{"a":1},"conv":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := Peek(b)
+		if len(p.Ref)+len(p.Conv)+len(p.ClientMsgID)+len(p.Type) > len(b) {
+			t.Fatalf("peeked more than the input holds: %+v", p)
+		}
+	})
+}
+
+// Conversation ids come from clients; DirectUsers and DirectConv agree.
+func FuzzConvKind(f *testing.F) {
+	for _, s := range []string{"room:abc", "lobby:x.y", "dm:1:2", "dm:01:2", "dm:2:1", "dm:18446744073709551615:1", "dm::", "room:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, conv string) {
+		kind, ok := ConvKind(conv)
+		a, b, dm := DirectUsers(conv)
+		if dm != (ok && kind == KindDirect) {
+			t.Fatalf("%q: ConvKind %q %v, DirectUsers %v", conv, kind, ok, dm)
+		}
+		if dm && (DirectConv(a, b) != conv || a >= b) {
+			t.Fatalf("%q: users %d, %d do not rebuild it", conv, a, b)
+		}
+		if ok && len(conv) > 80 {
+			t.Fatalf("%q: longer than 80 bytes", conv)
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,11 +24,16 @@ import (
 
 // Config is the validated configuration of a roomnetd process.
 type Config struct {
-	Listen    string // REST API, web, chat and metrics
+	Listen    string // REST API, web and chat
 	PublicURL string // how clients reach Listen
 	DataDir   string
 	LogLevel  string
 	LogFormat string
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed; a request from any other address is its own client.
+	TrustedProxies []netip.Prefix
+
+	Metrics Metrics
 
 	Database  Database
 	Headscale Headscale
@@ -36,6 +42,12 @@ type Config struct {
 	Auth      Auth
 	Chat      Chat
 	Web       Web
+	Redis     Redis
+}
+
+// Metrics configures the Prometheus listener.
+type Metrics struct {
+	Listen string // empty: no metrics listener
 }
 
 // Web holds options of the web pages.
@@ -75,6 +87,22 @@ type Headscale struct {
 	BatchDelay  time.Duration
 	StoreBatch  time.Duration
 	EphemeralGC time.Duration
+
+	// Shards are the embedded Headscale children this process runs
+	// (embedded mode; default 1). ExternalShards are more Headscale
+	// servers rooms may go to (YAML only). ShardNodeCap is how many
+	// nodes a shard holds before it takes no new rooms. See shards.go.
+	Shards         int
+	ExternalShards []ExternalShard
+	ShardNodeCap   int
+	// ShardGrace is how long a shard stays unhealthy before its open
+	// rooms move to healthy shards.
+	ShardGrace time.Duration
+	// ShardListens and ShardServerURLs set the listener and login server
+	// URL of embedded shards 1..Shards-1, in order (empty: the next free
+	// ports after Listen, and http://<listener>).
+	ShardListens    []string
+	ShardServerURLs []string
 }
 
 // DERP configures the embedded relay.
@@ -82,16 +110,19 @@ type DERP struct {
 	Enabled    bool
 	Listen     string // DERP over TLS
 	STUNListen string
-	Hostname   string // name or IP nodes dial; also the certificate name
-	CertFile   string
-	KeyFile    string
-	RegionID   int
-	RegionCode string
-	RegionName string
-	MeshKey    string        // secret; relays of one region share it
-	RelayToken string        // secret; standalone relays heartbeat with it
-	RelayTTL   time.Duration // a relay silent this long leaves the map
-	MapRefresh time.Duration // how often Headscale re-reads the map
+	// STUNAltListen is a second STUN port (empty: none): with it, roomnet
+	// doctor tells players whether their NAT is hard.
+	STUNAltListen string
+	Hostname      string // name or IP nodes dial; also the certificate name
+	CertFile      string
+	KeyFile       string
+	RegionID      int
+	RegionCode    string
+	RegionName    string
+	MeshKey       string        // secret; relays of one region share it
+	RelayToken    string        // secret; standalone relays heartbeat with it
+	RelayTTL      time.Duration // a relay silent this long leaves the map
+	MapRefresh    time.Duration // how often Headscale re-reads the map
 }
 
 // Rooms holds room policy limits.
@@ -109,6 +140,11 @@ type Auth struct {
 	TokenTTL       time.Duration
 	OpenSignup     bool
 	LoginPerMinute int
+	// LoginFailures wrong passwords an account takes within
+	// LoginFailureWindow before its logins answer 429; one more is allowed
+	// every LoginFailureWindow/LoginFailures.
+	LoginFailures      int
+	LoginFailureWindow time.Duration
 }
 
 // option is the one declaration of a setting of a config struct T.
@@ -164,6 +200,30 @@ func boolean[T any](p func(*T) *bool) func(*T, string) error {
 	}
 }
 
+// prefixes parses a comma-separated list of CIDRs or single addresses.
+func prefixes[T any](p func(*T) *[]netip.Prefix) func(*T, string) error {
+	return func(c *T, v string) error {
+		var out []netip.Prefix
+		for _, f := range strings.Split(v, ",") {
+			f = strings.TrimSpace(f)
+			if f == "" {
+				continue
+			}
+			if pr, err := netip.ParsePrefix(f); err == nil {
+				out = append(out, pr.Masked())
+				continue
+			}
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return fmt.Errorf("not a CIDR or an IP address: %q", f)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+		*p(c) = out
+		return nil
+	}
+}
+
 func duration[T any](p func(*T) *time.Duration) func(*T, string) error {
 	return func(c *T, v string) error {
 		d, err := time.ParseDuration(v)
@@ -181,9 +241,14 @@ var options = []option[Config]{
 	{"data_dir", "directory for all state", "roomnet-data", str(func(c *Config) *string { return &c.DataDir })},
 	{"log.level", "debug, info, warn or error", "info", str(func(c *Config) *string { return &c.LogLevel })},
 	{"log.format", "text or json", "text", str(func(c *Config) *string { return &c.LogFormat })},
+	{"trusted_proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is trusted (empty: none, the peer address is the client)", "", prefixes(func(c *Config) *[]netip.Prefix { return &c.TrustedProxies })},
+	{"metrics.listen", "address of the Prometheus /metrics listener (empty: off)", "", str(func(c *Config) *string { return &c.Metrics.Listen })},
 
 	{"database.driver", "sqlite or postgres", "sqlite", str(func(c *Config) *string { return &c.Database.Driver })},
 	{"database.dsn", "database DSN (sqlite default: <data-dir>/roomnet.db)", "", str(func(c *Config) *string { return &c.Database.DSN })},
+
+	// Several nodes (config/redis.go).
+	{"redis.url", "Redis shared by several nodes for chat sequence numbers and fan-out, redis://host:port/db (empty: one node, in process; needs database.driver=postgres)", "", str(func(c *Config) *string { return &c.Redis.URL })},
 
 	{"headscale.mode", "embedded (supervised child process) or external", "embedded", str(func(c *Config) *string { return &c.Headscale.Mode })},
 	{"headscale.listen", "embedded Headscale HTTP listen address", "127.0.0.1:8081", str(func(c *Config) *string { return &c.Headscale.Listen })},
@@ -194,10 +259,16 @@ var options = []option[Config]{
 	{"headscale.batch_delay", "embedded Headscale map update batching delay", "100ms", duration(func(c *Config) *time.Duration { return &c.Headscale.BatchDelay })},
 	{"headscale.store_batch_timeout", "embedded Headscale node store batch timeout", "20ms", duration(func(c *Config) *time.Duration { return &c.Headscale.StoreBatch })},
 	{"headscale.ephemeral_timeout", "embedded Headscale: remove ephemeral nodes offline this long", "5m", duration(func(c *Config) *time.Duration { return &c.Headscale.EphemeralGC })},
+	{"headscale.shards", "embedded Headscale children (shards) to run; shard i>0 uses headscale-i/ in the data dir and the next free port after headscale.listen", "1", integer(func(c *Config) *int { return &c.Headscale.Shards })},
+	{"headscale.shard_node_cap", "nodes a Headscale shard holds before it takes no new rooms", "250", integer(func(c *Config) *int { return &c.Headscale.ShardNodeCap })},
+	{"headscale.shard_grace", "how long a Headscale shard stays unhealthy before its open rooms move to healthy shards (several shards only)", "30s", duration(func(c *Config) *time.Duration { return &c.Headscale.ShardGrace })},
+	{"headscale.shard_listens", "comma-separated listen addresses of embedded shards 1..N-1 (default: the next free ports after headscale.listen)", "", list(func(c *Config) *[]string { return &c.Headscale.ShardListens })},
+	{"headscale.shard_server_urls", "comma-separated login server URLs of embedded shards 1..N-1 (default http://<their listen address>)", "", list(func(c *Config) *[]string { return &c.Headscale.ShardServerURLs })},
 
 	{"derp.enabled", "run the embedded DERP relay", "true", boolean(func(c *Config) *bool { return &c.DERP.Enabled })},
 	{"derp.listen", "embedded DERP relay TLS listen address", "127.0.0.1:8443", str(func(c *Config) *string { return &c.DERP.Listen })},
 	{"derp.stun_listen", "embedded STUN UDP listen address", "127.0.0.1:3478", str(func(c *Config) *string { return &c.DERP.STUNListen })},
+	{"derp.stun_alt_listen", "a second STUN UDP listen address on the same host, so roomnet doctor can tell a hard NAT (empty: off)", "", str(func(c *Config) *string { return &c.DERP.STUNAltListen })},
 	{"derp.hostname", "host name or IP nodes use for the relay (default: host of derp.listen)", "", str(func(c *Config) *string { return &c.DERP.Hostname })},
 	{"derp.cert_file", "TLS certificate (empty: self-signed, local development only)", "", str(func(c *Config) *string { return &c.DERP.CertFile })},
 	{"derp.key_file", "TLS key for derp.cert_file", "", str(func(c *Config) *string { return &c.DERP.KeyFile })},
@@ -227,6 +298,8 @@ var options = []option[Config]{
 	{"chat.storm_window", "sliding window of the lobby rate meter", "1s", duration(func(c *Config) *time.Duration { return &c.Chat.StormWindow })},
 	{"chat.notify_interval", "in storm mode, at most one notify per connection this often", "250ms", duration(func(c *Config) *time.Duration { return &c.Chat.NotifyInterval })},
 	{"auth.login_per_minute", "login and register attempts per minute per client address", "30", integer(func(c *Config) *int { return &c.Auth.LoginPerMinute })},
+	{"auth.login_failures", "wrong passwords an account may take per auth.login_failure_window before its logins are refused with 429", "10", integer(func(c *Config) *int { return &c.Auth.LoginFailures })},
+	{"auth.login_failure_window", "window of auth.login_failures: an account is never refused longer than this after the last wrong password", "10m", duration(func(c *Config) *time.Duration { return &c.Auth.LoginFailureWindow })},
 	{"web.figures_interval", "how often the admin dashboard samples its figures (it keeps 360 samples)", "10s", duration(func(c *Config) *time.Duration { return &c.Web.FiguresInterval })},
 }
 
@@ -310,6 +383,9 @@ func applyFile[T any](c *T, opts []option[T], path string) error {
 	if err := yaml.Unmarshal(b, &tree); err != nil {
 		return fmt.Errorf("parsing config file %s: %w", path, err)
 	}
+	if err := takeStructured(c, tree); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
 	flat := map[string]string{}
 	flatten("", tree, flat)
 	known := map[string]option[T]{}
@@ -343,6 +419,12 @@ func flatten(prefix string, v any, out map[string]string) {
 			}
 			flatten(key, vv, out)
 		}
+	case []any:
+		parts := make([]string, len(t))
+		for i, e := range t {
+			parts[i] = fmt.Sprint(e)
+		}
+		out[prefix] = strings.Join(parts, ",")
 	case nil:
 		out[prefix] = ""
 	default:
@@ -405,6 +487,7 @@ func (c *Config) Finish() error {
 	default:
 		errs = append(errs, fmt.Errorf("headscale.mode: want embedded or external, got %q", c.Headscale.Mode))
 	}
+	errs = append(errs, c.finishShards()...)
 	if c.Web.FiguresInterval < 100*time.Millisecond {
 		errs = append(errs, errors.New("web.figures_interval: at least 100ms"))
 	}
@@ -415,6 +498,11 @@ func (c *Config) Finish() error {
 		for name, addr := range map[string]string{"derp.listen": c.DERP.Listen, "derp.stun_listen": c.DERP.STUNListen} {
 			if _, _, err := net.SplitHostPort(addr); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+		if a := c.DERP.STUNAltListen; a != "" {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				errs = append(errs, fmt.Errorf("derp.stun_alt_listen: %w", err))
 			}
 		}
 		if (c.DERP.CertFile == "") != (c.DERP.KeyFile == "") {
@@ -463,5 +551,14 @@ func (c *Config) Finish() error {
 	if c.Auth.LoginPerMinute < 1 {
 		errs = append(errs, errors.New("auth.login_per_minute: want at least 1"))
 	}
+	if c.Auth.LoginFailures < 1 || c.Auth.LoginFailureWindow < time.Second || c.Auth.LoginFailureWindow > 24*time.Hour {
+		errs = append(errs, errors.New("auth: login_failures want at least 1, login_failure_window 1s..24h"))
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.listen: %w", err))
+		}
+	}
+	errs = append(errs, c.Redis.finish(c.Database)...)
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -168,5 +169,39 @@ func TestDeployExampleLoads(t *testing.T) {
 	}
 	if c.PublicURL != "https://rooms.example.com" || c.DERP.Hostname != "derp1.example.com" || c.Rooms.MaxRoomsPerUser != 5 {
 		t.Fatalf("%+v", c)
+	}
+}
+
+func TestTrustedProxiesAndMetricsListen(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("trusted_proxies: [10.0.0.0/8, 192.168.1.7]\nmetrics:\n  listen: 127.0.0.1:9464\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load([]string{"--config", file}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(c.TrustedProxies); got != "[10.0.0.0/8 192.168.1.7/32]" || c.Metrics.Listen != "127.0.0.1:9464" {
+		t.Fatalf("trusted proxies %s, metrics %q", got, c.Metrics.Listen)
+	}
+	c, err = Load([]string{"--trusted-proxies", "10.1.2.3/16,::1"}, env(map[string]string{"ROOMNET_METRICS_LISTEN": ""}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(c.TrustedProxies); got != "[10.1.0.0/16 ::1/128]" || c.Metrics.Listen != "" {
+		t.Fatalf("trusted proxies %s, metrics %q", got, c.Metrics.Listen)
+	}
+	if d := Default(); len(d.TrustedProxies) != 0 || d.Metrics.Listen != "" || d.Auth.LoginFailures != 10 || d.Auth.LoginFailureWindow != 10*time.Minute {
+		t.Fatalf("defaults: trust nobody, no metrics listener, 10 failures per 10m: %+v", d)
+	}
+	for _, bad := range [][]string{
+		{"--trusted-proxies", "proxy.example"},
+		{"--metrics-listen", "nope"},
+		{"--auth-login-failures", "0"},
+		{"--auth-login-failure-window", "100ms"},
+	} {
+		if _, err := Load(bad, env(nil), io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }

@@ -21,7 +21,7 @@ type Relay struct {
 	RegionCode   string
 	RegionName   string
 	NodeName     string
-	VerifyURL    string // Headscale's /verify
+	VerifyURL    string // roomnetd's /verify (all shards) or Headscale's
 	MeshKey      string
 	MeshWith     string // comma-separated https://host:port/derp
 	MeshInsecure bool
@@ -47,7 +47,7 @@ var relayOptions = []option[Relay]{
 	{"relay.region_code", "DERP region code", "", str(func(c *Relay) *string { return &c.RegionCode })},
 	{"relay.region_name", "DERP region name", "", str(func(c *Relay) *string { return &c.RegionName })},
 	{"relay.node_name", "this relay's node name, unique in the map", "", str(func(c *Relay) *string { return &c.NodeName })},
-	{"relay.verify_url", "Headscale's /verify URL: only nodes it knows are relayed (required)", "", str(func(c *Relay) *string { return &c.VerifyURL })},
+	{"relay.verify_url", "admission URL: roomnetd's /verify (every Headscale shard) or, with a single shard, Headscale's /verify; only nodes it knows are relayed (required)", "", str(func(c *Relay) *string { return &c.VerifyURL })},
 	{"relay.mesh_key", "mesh key shared with the region's other relays", "", str(func(c *Relay) *string { return &c.MeshKey })},
 	{"relay.mesh_with", "the region's other relays, comma-separated https://host:port/derp", "", str(func(c *Relay) *string { return &c.MeshWith })},
 	{"relay.mesh_insecure", "accept self-signed mesh peers (development only)", "false", boolean(func(c *Relay) *bool { return &c.MeshInsecure })},

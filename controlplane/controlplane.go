@@ -5,16 +5,36 @@
 package controlplane
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
 )
 
-// Roles of an account.
+// Roles of an account, from most to least trusted. A moderator keeps
+// order among players (mutes, bans, kicks, room closes, chat deletes,
+// announcements, the audit log); an admin also runs the server (roles,
+// relays, figures).
 const (
-	RoleAdmin  = "admin"
-	RolePlayer = "player"
+	RoleAdmin     = "admin"
+	RoleModerator = "moderator"
+	RolePlayer    = "player"
 )
+
+// RoleRank orders roles: a player 0, a moderator 1, an admin 2; an unknown
+// role ranks below a player.
+func RoleRank(role string) int {
+	switch role {
+	case RoleAdmin:
+		return 2
+	case RoleModerator:
+		return 1
+	case RolePlayer:
+		return 0
+	}
+	return -1
+}
 
 // Member states.
 const (
@@ -30,10 +50,48 @@ type User struct {
 	Role         string `gorm:"size:16;not null"`
 	CreatedAt    time.Time
 	BannedAt     *time.Time
+	// BanUntil ends a temporary ban by itself; nil: the ban is permanent.
+	BanUntil  *time.Time
+	BanReason string `gorm:"size:200"`
 }
 
 // IsAdmin reports whether u has the admin role.
 func (u User) IsAdmin() bool { return u.Role == RoleAdmin }
+
+// CanModerate reports whether u is a moderator or an admin.
+func (u User) CanModerate() bool { return RoleRank(u.Role) >= RoleRank(RoleModerator) }
+
+// Banned reports whether u is banned at now: banned without an end, or
+// until after now. A temporary ban that ran out is no ban.
+func (u User) Banned(now time.Time) bool {
+	return u.BannedAt != nil && (u.BanUntil == nil || u.BanUntil.After(now))
+}
+
+// BanError is the refusal of a banned user, saying until when (nil:
+// for good) and why. It is an ErrBanned and an ErrForbidden.
+type BanError struct {
+	Until  *time.Time
+	Reason string
+}
+
+func (e *BanError) Error() string {
+	s := "this account is banned"
+	if e.Until != nil {
+		s += " until " + e.Until.UTC().Format(time.RFC3339)
+		if e.Reason != "" {
+			s += " because " + e.Reason
+		}
+	} else if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// Unwrap makes a BanError an ErrBanned, which is a kind of ErrForbidden.
+func (e *BanError) Unwrap() []error { return []error{ErrBanned, ErrForbidden} }
+
+// BanError is u's ban as an error.
+func (u User) BanError() *BanError { return &BanError{Until: u.BanUntil, Reason: u.BanReason} }
 
 // Token is a bearer token; only its SHA-256 is stored.
 type Token struct {
@@ -106,6 +164,11 @@ const (
 	AuditMute          = "mute"
 	AuditUnmute        = "unmute"
 	AuditAnnounce      = "announce"
+	AuditPurgeMessages = "purge_messages" // every text message of a user deleted
+	AuditJoinPrivate   = "join_private"   // an admin joined a private room by id, without its invite
+	AuditExpireNode    = "expire_node"    // an admin expired a node's key; target "shard/node id"
+	AuditDeleteNode    = "delete_node"    // an admin deleted a node; target "shard/node id"
+	AuditReadChat      = "read_chat"      // a moderator opened a room's chat history; target the room id
 )
 
 // EventType names a membership event.
@@ -119,7 +182,13 @@ const (
 	EventMemberKicked EventType = "member_kicked"
 	EventHostChanged  EventType = "host_changed"
 	EventRoomClosed   EventType = "room_closed"
-	EventUserBanned   EventType = "user_banned" // every session of the user ends
+	// EventRoomMoved: the room's shard was lost and the room now lives on
+	// another; members need a fresh key (their nodes start over there).
+	EventRoomMoved  EventType = "room_moved"
+	EventUserBanned EventType = "user_banned" // every session of the user ends
+	// EventSessionEnded: a token was revoked (logout); what it opened
+	// (chat sessions, the admin event stream) ends. Session names it.
+	EventSessionEnded EventType = "session_ended"
 )
 
 // Event is what a mutation changed.
@@ -130,6 +199,16 @@ type Event struct {
 	Username string
 	ActorID  uint64
 	At       time.Time
+	// Session is the SessionID of the token a session_ended event ends.
+	Session string
+}
+
+// SessionID names the session of a bearer token in events and logs
+// without revealing the token: the lowercase hex SHA-256 of the token,
+// which is the stored Token.Hash hex-encoded.
+func SessionID(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
 }
 
 // Errors callers branch on; the API maps each to a status and code.
@@ -147,7 +226,10 @@ var (
 	ErrKicked         = errors.New("kicked from this room")
 	ErrTooManyRooms   = errors.New("too many open rooms")
 	ErrUnavailable    = errors.New("coordination server unavailable")
+	ErrCapacity       = errors.New("no capacity for new rooms")
 	ErrSignupDisabled = errors.New("signup disabled")
+	// ErrBanned refuses a banned user; a *BanError says until when and why.
+	ErrBanned = errors.New("banned")
 )
 
 // Invalid returns an ErrInvalid error with a message for the client.

@@ -13,11 +13,14 @@ import (
 	"time"
 )
 
-// Error is an API error: the HTTP status and the stable code.
+// Error is an API error: the HTTP status and the stable code; for a ban
+// (CodeBanned), until when (nil: for good) and why.
 type Error struct {
 	Status  int
 	Code    string
 	Message string
+	Until   *time.Time
+	Reason  string
 }
 
 func (e *Error) Error() string {
@@ -40,6 +43,13 @@ func NewClient(baseURL string) *Client {
 func (c *Client) WithToken(token string) *Client {
 	cc := *c
 	cc.token = token
+	return &cc
+}
+
+// WithHTTPClient returns a copy of c that sends its requests with hc.
+func (c *Client) WithHTTPClient(hc *http.Client) *Client {
+	cc := *c
+	cc.http = hc
 	return &cc
 }
 
@@ -82,7 +92,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	if resp.StatusCode/100 != 2 {
 		var eb ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+			return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Until: eb.Error.Until, Reason: eb.Error.Reason}
 		}
 		return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: strings.TrimSpace(string(data))}
 	}
@@ -229,6 +239,27 @@ func (c *Client) Ban(ctx context.Context, username string) error {
 	return c.Do(ctx, http.MethodPost, APIVersionPrefix+"/users/"+url.PathEscape(username)+"/ban", nil, nil)
 }
 
+// BanFor bars a user with a reason they are shown, for b.Seconds or,
+// without, for good.
+func (c *Client) BanFor(ctx context.Context, username string, b Ban) error {
+	return c.Do(ctx, http.MethodPost, APIVersionPrefix+"/users/"+url.PathEscape(username)+"/ban", b, nil)
+}
+
+// Profile returns a user's profile (moderators and admins).
+func (c *Client) Profile(ctx context.Context, username string) (UserProfile, error) {
+	var p UserProfile
+	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/admin/users/"+url.PathEscape(username), nil, &p)
+	return p, err
+}
+
+// PurgeMessages deletes every text message of a user (in conv when it is
+// not empty); moderators and admins.
+func (c *Client) PurgeMessages(ctx context.Context, username, conv string) (Purged, error) {
+	var p Purged
+	err := c.Do(ctx, http.MethodPost, APIVersionPrefix+"/admin/users/"+url.PathEscape(username)+"/purge-messages", PurgeMessages{Conv: conv}, &p)
+	return p, err
+}
+
 // Unban lifts a ban (admins only).
 func (c *Client) Unban(ctx context.Context, username string) error {
 	return c.Do(ctx, http.MethodPost, APIVersionPrefix+"/users/"+url.PathEscape(username)+"/unban", nil, nil)
@@ -242,7 +273,7 @@ func (c *Client) MyRooms(ctx context.Context) ([]Room, error) {
 }
 
 // ReportPaths tells the control plane how this member's node reaches the
-// room's other members (shown to admins).
+// room's other members (shown in the members list; endpoints to admins).
 func (c *Client) ReportPaths(ctx context.Context, roomID string, links []Link) error {
 	return c.Do(ctx, http.MethodPost, APIVersionPrefix+"/rooms/"+url.PathEscape(roomID)+"/paths", PathReport{Links: links}, nil)
 }
@@ -291,6 +322,13 @@ func (c *Client) AdminRooms(ctx context.Context, query url.Values) (RoomList, er
 	var l RoomList
 	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/admin/rooms?"+query.Encode(), nil, &l)
 	return l, err
+}
+
+// Shards lists the Headscale shards with their health and load (admins only).
+func (c *Client) Shards(ctx context.Context) ([]Shard, error) {
+	var l ShardList
+	err := c.Do(ctx, http.MethodGet, APIVersionPrefix+"/admin/shards", nil, &l)
+	return l.Shards, err
 }
 
 // Overview returns the admin dashboard's figures (admins only).

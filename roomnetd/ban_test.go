@@ -56,7 +56,7 @@ func TestBanCutsNodesChatAndLogin(t *testing.T) {
 	_, err = bob.Me(ctx)
 	requireCode(t, err, 401, roomnet.CodeUnauthorized)
 	_, _, err = h.Anon().Login(ctx, "bob", "password-bob")
-	requireCode(t, err, 403, roomnet.CodeForbidden)
+	requireCode(t, err, 403, roomnet.CodeBanned)
 	members, err := alice.Members(ctx, room.ID)
 	require.NoError(t, err)
 	require.Len(t, members, 1)

@@ -5,6 +5,7 @@
 package roomnetd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,11 +35,8 @@ import (
 	"github.com/roomnet/roomnet/controlplane/relays"
 	"github.com/roomnet/roomnet/controlplane/service"
 	"github.com/roomnet/roomnet/controlplane/store"
-	"github.com/roomnet/roomnet/derp"
 	"github.com/roomnet/roomnet/derp/relay"
-	"github.com/roomnet/roomnet/roomnet"
 	"github.com/roomnet/roomnet/web"
-	"tailscale.com/tailcfg"
 )
 
 // Options are the process-level things a server needs besides its Config.
@@ -49,8 +47,13 @@ type Options struct {
 	Out io.Writer
 	// APIRequestsPerSec overrides the per-address API rate (tests).
 	APIRequestsPerSec float64
+	// VerifyPerSec overrides POST /verify's rate per address (tests).
+	VerifyPerSec float64
 	// ReconcileGrace overrides the service's reconciliation grace (tests).
 	ReconcileGrace time.Duration
+	// TokenTTL overrides auth.token_ttl, which is at least a minute (tests
+	// of expiry).
+	TokenTTL time.Duration
 }
 
 // Server is a running roomnetd.
@@ -64,15 +67,26 @@ type Server struct {
 
 	Figures *figures.Sampler
 
-	store    *store.Store
-	chatDB   *chatserver.GormStore
-	relay    *relay.Server
-	hs       *embedded.Supervisor
-	hsClient *headscale.Client
-	relays   *relays.Registry
-	httpSrv  *http.Server
-	ln       net.Listener
-	url      string
+	store   *store.Store
+	chatDB  *chatserver.GormStore
+	redis   *redisParts // nil: redis.url is empty (redis.go)
+	evRelay *eventRelay // the hub's events to and from the other nodes; nil without Redis
+	// shardNotes: what the deciding node says of lost shards; nil without Redis
+	shardNotes *shardNotes
+	relay      *relay.Server
+	hs         *embedded.Supervisor // shard 0, when embedded
+	hsClient   *headscale.Client    // the external Headscale of headscale.mode external
+	// hsMore are the embedded shards after the first, extClients the
+	// connections to headscale.external_shards (shards.go).
+	hsMore     []*embedded.Supervisor
+	extClients []*headscale.Client
+	relays     *relays.Registry
+	httpSrv    *http.Server
+	ln         net.Listener
+	url        string
+	metrics    *http.Server // nil: metrics.listen is off
+	metricsL   net.Listener
+	leaseDB    io.Closer // #16 (limits.go): the reconciler lease's pool; nil on SQLite
 
 	cancel   context.CancelFunc
 	stop     chan struct{} // closed at shutdown: ends the admin event streams
@@ -93,8 +107,17 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 			s.closeParts()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating data dir: %w", err)
+	if err := secureDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	chatDSN := cfg.Database.DSN
+	if cfg.Database.Driver == "sqlite" {
+		chatDSN = filepath.Join(cfg.DataDir, "chat.db")
+		for _, dsn := range []string{cfg.Database.DSN, chatDSN} {
+			if err := createPrivate(dsn); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	if s.store, err = store.Open(cfg.Database.Driver, cfg.Database.DSN); err != nil {
@@ -110,20 +133,34 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 	if s.url == "" {
 		s.url = "http://" + s.ln.Addr().String()
 	}
+	if cfg.Metrics.Listen != "" {
+		if s.metricsL, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			return nil, fmt.Errorf("listening for metrics: %w", err)
+		}
+	}
 
-	shard, err := s.startHeadscale(ctx)
+	shards, err := s.startShards(ctx)
 	if err != nil {
 		return nil, err
 	}
 
+	// #16 (limits.go): one node of a deployment reconciles at a time.
+	reconcilerLease, leaseDB, err := reconcilerLease(cfg.Database.Driver, cfg.Database.DSN, s.Registry, log)
+	if err != nil {
+		return nil, err
+	}
+	s.leaseDB = leaseDB
 	s.Service, err = service.New(s.store, service.Options{
-		Shards:          []service.Shard{shard},
+		Shards:          shards,
+		ShardNodeCap:    cfg.Headscale.ShardNodeCap,
+		ShardGrace:      cfg.Headscale.ShardGrace,
 		JoinKeyTTL:      cfg.Rooms.JoinKeyTTL,
 		MaxPlayers:      cfg.Rooms.MaxPlayers,
 		MaxRoomsPerUser: cfg.Rooms.MaxRoomsPerUser,
-		TokenTTL:        cfg.Auth.TokenTTL,
+		TokenTTL:        cmp.Or(o.TokenTTL, cfg.Auth.TokenTTL),
 		OpenSignup:      cfg.Auth.OpenSignup,
 		ReconcileGrace:  o.ReconcileGrace,
+		Lease:           reconcilerLease, // #16
 		Logger:          log.With("component", "controlplane"),
 	})
 	if err != nil {
@@ -135,20 +172,23 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 	} else if rep.Users+rep.Nodes+rep.Keys > 0 || rep.PolicySet {
 		log.Info("reconciled at start", "users", rep.Users, "nodes", rep.Nodes, "keys", rep.Keys, "policy_set", rep.PolicySet)
 	}
+	s.Service.RefreshShards(ctx) // placement by load from the first room on
 	generated, created, err := s.Service.BootstrapAdmin(ctx, cfg.Auth.AdminUsername, cfg.Auth.AdminPassword)
 	if err != nil {
 		return nil, err
 	}
 
 	s.registerMetrics()
-	chatDSN := cfg.Database.DSN
-	if cfg.Database.Driver == "sqlite" {
-		chatDSN = filepath.Join(cfg.DataDir, "chat.db")
-	}
 	if s.chatDB, err = chatserver.OpenStore(cfg.Database.Driver, chatDSN); err != nil {
 		return nil, err
 	}
-	s.Chat, err = chatserver.New(chatserver.Options{
+	if s.redis, err = s.startRedis(s.chatDB); err != nil {
+		return nil, err
+	}
+	// One Limiter for the API's limits and chat's accept rate: shared
+	// through Redis with --redis-url (limits.go).
+	limiter := sharedLimiter(s.redis.shared(), s.Registry, log)
+	chatOpts := chatserver.Options{
 		Store:        s.chatDB,
 		Directory:    directory{svc: s.Service, store: s.store},
 		Logger:       log,
@@ -161,34 +201,59 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 		SyncMessages: cfg.Chat.SyncMessages,
 		StormEnter:   cfg.Chat.StormEnter, StormExit: cfg.Chat.StormExit,
 		StormWindow: cfg.Chat.StormWindow, NotifyInterval: cfg.Chat.NotifyInterval,
-	})
-	if err != nil {
+		// Connection caps count per client address the way the API's
+		// limits do: forwarding headers only from trusted proxies.
+		ClientIP:      api.ClientIP(cfg.TrustedProxies),
+		AcceptLimiter: limiter,
+	}
+	s.redis.chatOptions(&chatOpts)
+	if s.Chat, err = chatserver.New(chatOpts); err != nil {
 		return nil, err
 	}
 	if s.relay != nil {
 		s.relays.SetLocalStats(s.relay.Stats)
+		// Members on clients that send no path report (the official
+		// Tailscale client) get paths inferred from what this relay carries.
+		s.Service.SetRelayObserver(cfg.DERP.RegionCode, s.relay)
 	}
 	s.Figures = figures.New(s.counts, cfg.Web.FiguresInterval, 360)
 	var origins []string
 	if u, err := url.Parse(s.url); err == nil && u.Host != "" {
 		origins = append(origins, u.Scheme+"://"+u.Host)
 	}
+	// The service publishes its events itself, under each room's lock, so
+	// that they arrive in order.
+	if s.evRelay = startEventRelay(s.redis.shared(), s.Events, log.With("component", "events")); s.evRelay != nil {
+		s.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomnet_events_relay_dropped_total", Help: "Events not published to the other nodes' live views (Redis down or too slow)."}, func() float64 {
+			return float64(s.evRelay.dropped.Load())
+		}))
+	}
+	s.Service.SetPublisher(publisher{hub: s.Events, chat: s.Chat, joins: &s.joins, remote: s.evRelay})
+	// #17: the node holding the reconciler lease decides about lost
+	// shards and tells the others (shardnotes_redis.go).
+	s.shardNotes = startShardNotes(s.redis.shared(), s.Service, log.With("component", "shards"))
+	s.Service.SetModerator(moderator{s.Chat, s.chatDB})
 	e := api.New(api.Options{
-		Service:        s.Service,
-		Publisher:      publisher{hub: s.Events, chat: s.Chat, joins: &s.joins},
-		Logger:         log.With("component", "api"),
-		Registry:       s.Registry,
-		Ready:          s.Ready,
-		AuthPerMinute:  cfg.Auth.LoginPerMinute,
-		RequestsPerSec: o.APIRequestsPerSec,
-		Relays:         s.relays,
-		RelayToken:     cfg.DERP.RelayToken,
-		Moderator:      moderator{s.Chat},
-		Events:         s.Events,
-		Overview:       s.Figures.Overview,
-		Origins:        origins,
-		SecureCookies:  strings.HasPrefix(s.url, "https://"),
-		Stop:           s.stop,
+		Service:            s.Service,
+		Logger:             log.With("component", "api"),
+		Registry:           s.Registry,
+		Ready:              s.Ready,
+		Degraded:           s.redis.degraded,
+		AuthPerMinute:      cfg.Auth.LoginPerMinute,
+		LoginFailures:      cfg.Auth.LoginFailures,
+		LoginFailureWindow: cfg.Auth.LoginFailureWindow,
+		ClientIP:           api.ClientIP(cfg.TrustedProxies),
+		RequestsPerSec:     o.APIRequestsPerSec,
+		VerifyPerSec:       o.VerifyPerSec,
+		Relays:             s.relays,
+		RelayToken:         cfg.DERP.RelayToken,
+		Moderator:          moderator{s.Chat, s.chatDB},
+		Events:             s.Events,
+		Overview:           s.Figures.Overview,
+		Origins:            origins,
+		SecureCookies:      strings.HasPrefix(s.url, "https://"),
+		Stop:               s.stop,
+		Limiter:            limiter,
 	})
 	e.GET("/ws", echo.WrapHandler(api.CookieWebSocket(s.Chat, origins)))
 	web.Register(e, s.viewer)
@@ -199,12 +264,30 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	if s.metricsL != nil {
+		s.metrics = &http.Server{
+			Handler:           api.MetricsHandler(s.Registry),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.metrics.Serve(s.metricsL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		s.Figures.Run(runCtx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.Service.RunShardMonitor(runCtx, 5*time.Second)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -217,7 +300,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 		s.Service.RunReconciler(runCtx, cfg.Rooms.ReconcileInterval)
 	}()
 
-	log.Info("roomnetd ready", "api", s.url, "login_server", shard.LoginServer, "data_dir", cfg.DataDir)
+	log.Info("roomnetd ready", "api", s.url, "login_server", shards[0].LoginServer, "shards", len(shards), "data_dir", cfg.DataDir)
 	fmt.Fprintf(o.Out, "roomnetd is ready at %s\n", s.url)
 	if created {
 		if generated != "" {
@@ -229,100 +312,16 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 	return s, nil
 }
 
-// startHeadscale starts the embedded relay and Headscale, or connects to an
-// external Headscale, and returns the shard rooms go to.
-func (s *Server) startHeadscale(ctx context.Context) (service.Shard, error) {
-	cfg := s.cfg
-	if cfg.Headscale.Mode == "external" {
-		c, err := headscale.DialRemote(cfg.Headscale.Address, cfg.Headscale.APIKey, cfg.Headscale.Insecure)
-		if err != nil {
-			return service.Shard{}, err
-		}
-		s.hsClient = c
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := c.Health(hctx); err != nil {
-			return service.Shard{}, fmt.Errorf("external headscale: %w", err)
-		}
-		return service.Shard{Name: "default", Client: c, LoginServer: cfg.Headscale.ServerURL}, nil
-	}
-
-	hsListen, err := resolvePort(cfg.Headscale.Listen)
-	if err != nil {
-		return service.Shard{}, err
-	}
-	serverURL := cfg.Headscale.ServerURL
-	if serverURL == "" {
-		serverURL = "http://" + hsListen
-	}
-	hsDir := filepath.Join(cfg.DataDir, "headscale")
-	mapPath := filepath.Join(cfg.DataDir, "derpmap.yaml")
-	var static []roomnet.Relay
-	if cfg.DERP.Enabled {
-		s.relay, err = relay.Start(relay.Options{
-			Listen:     cfg.DERP.Listen,
-			STUNListen: cfg.DERP.STUNListen,
-			Hostname:   cfg.DERP.Hostname,
-			CertFile:   cfg.DERP.CertFile,
-			KeyFile:    cfg.DERP.KeyFile,
-			StateDir:   filepath.Join(cfg.DataDir, "derp"),
-			VerifyURL:  "http://" + hsListen + "/verify",
-			MeshKey:    cfg.DERP.MeshKey,
-			Logger:     s.log,
-		})
-		if err != nil {
-			return service.Shard{}, err
-		}
-		n := s.relay.Node(cfg.DERP.RegionID, fmt.Sprintf("%da", cfg.DERP.RegionID))
-		static = append(static, roomnet.Relay{Embedded: true, LastSeen: time.Now(), RelayHeartbeat: roomnet.RelayHeartbeat{
-			RegionID: cfg.DERP.RegionID, RegionCode: cfg.DERP.RegionCode, RegionName: cfg.DERP.RegionName,
-			Node: roomnet.RelayNode{Name: n.Name, HostName: n.HostName, IPv4: n.IPv4, IPv6: n.IPv6, DERPPort: n.DERPPort, STUNPort: n.STUNPort, Insecure: n.InsecureForTests},
-		}})
-	} else if _, err := os.Stat(mapPath); err != nil {
-		return service.Shard{}, fmt.Errorf("derp.enabled is off and no DERP map at %s: %w", mapPath, err)
-	}
-	s.relays, err = relays.New(static, cfg.DERP.RelayTTL, func(m *tailcfg.DERPMap) error { return derp.WriteMapFile(mapPath, m) })
-	if err != nil {
-		return service.Shard{}, err
-	}
-	s.hs, err = embedded.Start(ctx, embedded.Options{
-		Dir:               hsDir,
-		Listen:            hsListen,
-		ServerURL:         serverURL,
-		DERPMapPath:       mapPath,
-		DERPMapRefresh:    cfg.DERP.MapRefresh,
-		EphemeralTimeout:  cfg.Headscale.EphemeralGC,
-		BatchDelay:        cfg.Headscale.BatchDelay,
-		StoreBatchTimeout: cfg.Headscale.StoreBatch,
-		Debug:             cfg.LogLevel == "debug",
-		Logger:            s.log,
-	})
-	if err != nil {
-		return service.Shard{}, err
-	}
-	return service.Shard{Name: "default", Client: s.hs.Client(), LoginServer: serverURL}, nil
-}
-
-// resolvePort turns a ":0" port into a free one; Headscale runs in another
-// process and must be told a concrete address.
-func resolvePort(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
-	}
-	if port != "0" {
-		return addr, nil
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // URL is the API's base URL.
 func (s *Server) URL() string { return s.url }
+
+// MetricsURL is the URL of /metrics, or "" when metrics.listen is off.
+func (s *Server) MetricsURL() string {
+	if s.metricsL == nil {
+		return ""
+	}
+	return "http://" + s.metricsL.Addr().String() + "/metrics"
+}
 
 // Headscale returns the embedded Headscale's supervisor (nil when external).
 func (s *Server) Headscale() *embedded.Supervisor { return s.hs }
@@ -332,8 +331,8 @@ func (s *Server) Relay() *relay.Server { return s.relay }
 
 // Ready reports nil when the database, Headscale and the relay serve.
 func (s *Server) Ready(ctx context.Context) error {
-	if s.hs != nil && !s.hs.Ready() {
-		return errors.New("headscale is not ready")
+	if err := s.shardsReady(); err != nil {
+		return err
 	}
 	if err := s.Service.Health(ctx); err != nil {
 		return err
@@ -376,6 +375,7 @@ func (s *Server) registerMetrics() {
 	if s.relay != nil {
 		r.MustRegister(s.relay.Collector())
 	}
+	r.MustRegister(shardCollector{s.Service})
 	if s.hs != nil {
 		hs := s.hs
 		r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomnet_headscale_ready", Help: "1 when the embedded Headscale answers its health check."}, func() float64 {
@@ -406,6 +406,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("stopping API: %w", err))
 		}
 	}
+	if s.metrics != nil {
+		if err := s.metrics.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping metrics: %w", err))
+		}
+	}
 	if s.cancel != nil {
 		s.cancel()
 	}
@@ -422,12 +427,16 @@ func (s *Server) closeParts() error {
 	if s.ln != nil && s.httpSrv == nil {
 		s.ln.Close()
 	}
+	if s.metricsL != nil && s.metrics == nil {
+		s.metricsL.Close()
+	}
 	if s.hs != nil {
 		errs = append(errs, s.hs.Close())
 	}
 	if s.hsClient != nil {
 		errs = append(errs, s.hsClient.Close())
 	}
+	errs = append(errs, s.closeShards())
 	if s.relays != nil {
 		s.relays.Close()
 	}
@@ -437,6 +446,12 @@ func (s *Server) closeParts() error {
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 	}
+	if s.leaseDB != nil { // #16
+		errs = append(errs, s.leaseDB.Close())
+	}
+	s.evRelay.close()
+	s.shardNotes.close()
+	errs = append(errs, s.redis.close())
 	if s.chatDB != nil {
 		errs = append(errs, s.chatDB.Close())
 	}

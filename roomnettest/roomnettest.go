@@ -41,6 +41,7 @@ func Main(m *testing.M) { MainWith(m, nil) }
 func MainWith(m *testing.M, setup func() (teardown func())) {
 	embedded.MaybeRunChild()
 	node.Harden()
+	node.NoPortMapper()
 	envknob.Setenv("TS_DEBUG_NEVER_DIRECT_UDP", "true")
 	envknob.Setenv("TS_ASSUME_NETWORK_UP_FOR_TEST", "1")
 	teardown := func() {}

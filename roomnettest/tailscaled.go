@@ -18,9 +18,22 @@ type Tailscaled struct {
 	CLI    string // the matching tailscale binary
 }
 
+// TailscaledOptions places tailscaled elsewhere than the loopback
+// harness does.
+type TailscaledOptions struct {
+	// Namespace runs it in that network namespace (ip netns exec).
+	Namespace string
+	// TUN is the interface it makes ("tailscale0"); empty:
+	// userspace-networking, with direct UDP off as everywhere on loopback.
+	TUN string
+}
+
 // StartTailscaled builds and starts tailscaled for the test; it is killed
 // at cleanup and its log is printed if the test failed.
-func StartTailscaled(t testing.TB) Tailscaled {
+func StartTailscaled(t testing.TB) Tailscaled { return StartTailscaledWith(t, TailscaledOptions{}) }
+
+// StartTailscaledWith is StartTailscaled with options.
+func StartTailscaledWith(t testing.TB, o TailscaledOptions) Tailscaled {
 	t.Helper()
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+"/", "tailscale.com/cmd/tailscaled", "tailscale.com/cmd/tailscale")
@@ -30,10 +43,21 @@ func StartTailscaled(t testing.TB) Tailscaled {
 	}
 	dir := t.TempDir()
 	ts := Tailscaled{Socket: filepath.Join(dir, "tailscaled.sock"), CLI: filepath.Join(bin, "tailscale")}
-	d := exec.Command(filepath.Join(bin, "tailscaled"), "--tun=userspace-networking", "--statedir="+dir,
-		"--socket="+ts.Socket, "--port=0", "--no-logs-no-support")
-	d.Env = append(os.Environ(),
-		"TS_DEBUG_NEVER_DIRECT_UDP=true", "TS_DISABLE_PORTMAPPER=1", "TS_ASSUME_NETWORK_UP_FOR_TEST=1", "TS_NO_LOGS_NO_SUPPORT=true")
+	args := []string{filepath.Join(bin, "tailscaled"), "--tun=userspace-networking", "--statedir=" + dir,
+		"--socket=" + ts.Socket, "--port=0", "--no-logs-no-support"}
+	env := append(os.Environ(), "TS_DISABLE_PORTMAPPER=1", "TS_NO_LOGS_NO_SUPPORT=true")
+	if o.TUN != "" {
+		// nftables through netlink: no iptables binary needed.
+		args[1] = "--tun=" + o.TUN
+		env = append(env, "TS_DEBUG_FIREWALL_MODE=nftables")
+	} else {
+		env = append(env, "TS_DEBUG_NEVER_DIRECT_UDP=true", "TS_ASSUME_NETWORK_UP_FOR_TEST=1")
+	}
+	if o.Namespace != "" {
+		args = append([]string{"ip", "netns", "exec", o.Namespace}, args...)
+	}
+	d := exec.Command(args[0], args[1:]...)
+	d.Env = env
 	logf, err := os.Create(filepath.Join(dir, "tailscaled.log"))
 	if err != nil {
 		t.Fatal(err)

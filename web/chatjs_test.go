@@ -82,6 +82,95 @@ func TestBrowserClientOrdersDedupesAndFillsGaps(t *testing.T) {
 	require.Equal(t, 8, got.Stored, "the position is kept for the next visit")
 }
 
+// The browser client's flow control (issue 19), on crafted frames: at
+// most window sends unacknowledged, the rest queued in order; sends paced
+// within the budget hello announced; a rate_limited answer pauses all
+// sends for its retry_after_ms and is no failure; many resends fail
+// nothing, only sendTimeout of waiting while connected does.
+func TestBrowserClientPacesSendsWithinTheBudget(t *testing.T) {
+	b := browser(t)
+	h := roomnettest.New(t)
+	tab := profile(t, b)
+	run(t, tab, "load", chromedp.Navigate(h.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#signin")))
+	script := `(async () => {
+	  const { ChatClient } = await import('/static/chat.js');
+	  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+	  let uid = 5000;
+	  const client = (opts, hello) => {
+	    const c = new ChatClient({ storage: sessionStorage, ...opts });
+	    c.sent = [];
+	    Object.defineProperty(c, 'connected', { get: () => true });
+	    c.write = (f) => { c.frames.take(Date.now()); c.sent.push(f); return true; };
+	    c.failed = [];
+	    c.addEventListener('failed', (e) => c.failed.push(e.detail.code));
+	    c.handle({ type: 'hello', hello: { user: 'me', user_id: ++uid, convs: [], ...hello } });
+	    return c;
+	  };
+	  const sends = (c) => c.sent.filter((f) => f.type === 'send').map((f) => f.body);
+	  const big = { frames_per_sec: 1000, frames_burst: 1000, send_per_sec: 1000, send_burst: 1000 };
+
+	  // The window: 3 of 10 leave, in order; an ack lets one more go.
+	  const w = client({ window: 3 }, big);
+	  const ids = [];
+	  for (let i = 0; i < 10; i++) ids.push(w.send('lobby:t', 'm' + i));
+	  const windowed = sends(w);
+	  w.handle({ type: 'sent', ref: ids[0], conv: 'lobby:t', seq: 1 });
+	  const slid = sends(w);
+	  // rate_limited on m1 with a 300 ms hint: nothing leaves meanwhile,
+	  // not even after another ack; then m1 again and the rest.
+	  w.handle({ type: 'error', ref: ids[1], conv: 'lobby:t', error: { code: 'rate_limited', message: 'slow', retry_after_ms: 300 } });
+	  w.handle({ type: 'sent', ref: ids[2], conv: 'lobby:t', seq: 2 });
+	  w.tick();
+	  const held = sends(w).length;
+	  await sleep(350);
+	  w.tick();
+	  const resumed = sends(w).slice(held);
+	  w.close();
+
+	  // Pacing: frames 10/s burst 4 announced: the client keeps 8/s, 2 at once.
+	  const p = client({}, { frames_per_sec: 10, frames_burst: 4, send_per_sec: 1000, send_burst: 1000 });
+	  for (let i = 0; i < 20; i++) p.send('lobby:t', 'p' + i);
+	  const atOnce = sends(p).length;
+	  await sleep(1000);
+	  p.tick();
+	  const inASecond = sends(p).length;
+	  p.close();
+
+	  // Resends fail nothing; sendTimeout of waiting does.
+	  const f = client({ sendTimeout: 400 }, big);
+	  f.send('lobby:t', 'void');
+	  const p0 = [...f.pending.values()][0];
+	  for (let i = 0; i < 20; i++) { p0.due = 0; f.tick(); }
+	  const failedEarly = f.failed.length;
+	  for (let i = 0; i < 12; i++) { await sleep(50); f.tick(); }
+	  f.close();
+	  return { windowed, slid, held, resumed, atOnce, inASecond, failedEarly, failed: f.failed, tries: p0.tries,
+	           limited: w.stats.rateLimited };
+	})()`
+	got := eval[struct {
+		Windowed    []string `json:"windowed"`
+		Slid        []string `json:"slid"`
+		Held        int      `json:"held"`
+		Resumed     []string `json:"resumed"`
+		AtOnce      int      `json:"atOnce"`
+		InASecond   int      `json:"inASecond"`
+		FailedEarly int      `json:"failedEarly"`
+		Failed      []string `json:"failed"`
+		Tries       int      `json:"tries"`
+		Limited     int      `json:"limited"`
+	}](t, tab, script)
+	require.Equal(t, []string{"m0", "m1", "m2"}, got.Windowed, "three in flight, in order")
+	require.Equal(t, []string{"m0", "m1", "m2", "m3"}, got.Slid, "an ack lets the next one go")
+	require.Equal(t, 4, got.Held, "nothing leaves during the rate_limited pause")
+	require.Equal(t, []string{"m1", "m4"}, got.Resumed, "m1 again, then the window fills (m3 is not due yet)")
+	require.Equal(t, 1, got.Limited)
+	require.Equal(t, 1, got.AtOnce, "half the announced burst at once, less the sync frame")
+	require.InDelta(t, 1+8, got.InASecond, 2, "then 80%% of the announced rate")
+	require.Zero(t, got.FailedEarly, "21 sends of one message fail nothing")
+	require.Greater(t, got.Tries, 20)
+	require.Equal(t, []string{"timeout"}, got.Failed, "sendTimeout of waiting does")
+}
+
 // The browser's heartbeat interval and backoff are the Go SDK's.
 func TestBrowserClientTimingMatchesTheGoSDK(t *testing.T) {
 	b := browser(t)

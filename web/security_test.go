@@ -88,7 +88,7 @@ func TestPlayerCannotReachAdminRoutes(t *testing.T) {
 
 	page := do(t, c, "GET", h.URL+"/admin", "", nil)
 	require.Equal(t, 403, page.status)
-	require.Contains(t, page.body, "Admins only")
+	require.Contains(t, page.body, "Moderators and admins only")
 	require.NotContains(t, page.body, "admin.js", "the panel's page is not served to players")
 
 	for _, r := range []struct{ method, path, body string }{
@@ -105,6 +105,8 @@ func TestPlayerCannotReachAdminRoutes(t *testing.T) {
 		{"POST", "/admin/chat/delete", `{"conv":"lobby:main","seq":1}`},
 		{"POST", "/admin/chat/announce", `{"conv":"lobby:main","text":"hi"}`},
 		{"POST", "/users/admin/ban", ""},
+		{"POST", "/admin/users/admin/purge-messages", ""},
+		{"GET", "/admin/users/admin", ""},
 	} {
 		a := do(t, c, r.method, h.URL+"/api/v1"+r.path, r.body, same)
 		require.Equal(t, 403, a.status, "%s %s: %s", r.method, r.path, a.body)

@@ -19,13 +19,14 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/roomnet/roomnet/bench/internal/measure"
 	"github.com/roomnet/roomnet/chat"
 )
 
 // sink receives what subscribers see.
 type sink struct {
-	lat       hist // publish to receive, chat messages
-	crit      hist // critical messages
+	lat       measure.Hist // publish to receive, chat messages
+	crit      measure.Hist // critical messages
 	delivered atomic.Int64
 	critN     atomic.Int64
 	bytes     atomic.Int64 // read off the wire by subscribers
@@ -41,11 +42,11 @@ func (s *sink) gotAt(now, sent int64, critical bool) {
 	}
 	d := time.Duration(now - sent)
 	if critical {
-		s.crit.add(d)
+		s.crit.Add(d)
 		s.critN.Add(1)
 		return
 	}
-	s.lat.add(d)
+	s.lat.Add(d)
 	s.delivered.Add(1)
 }
 

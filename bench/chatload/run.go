@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/roomnet/roomnet/bench/internal/measure"
 )
 
 type common struct {
@@ -177,8 +179,8 @@ func run(args []string) error {
 	}
 	// Warm up for 2 s, then measure.
 	publish(time.Now().Add(2 * time.Second))
-	p := proc(c.pid)
-	cpu0, _ := p.cpu()
+	p := measure.Proc(c.pid)
+	cpu0, _ := p.CPU()
 	bytes0 := s.bytes.Load()
 	start := time.Now()
 	s.from.Store(start.UnixNano())
@@ -206,8 +208,8 @@ func run(args []string) error {
 	publish(start.Add(*dur))
 	s.to.Store(time.Now().UnixNano())
 	elapsed := time.Since(start)
-	cpu1, _ := p.cpu()
-	rss, _ := p.mem("VmRSS")
+	cpu1, _ := p.CPU()
+	rss, _ := p.Mem("VmRSS")
 	wire := s.bytes.Load() - bytes0
 	close(stopCrit)
 	<-critDone
@@ -218,8 +220,8 @@ func run(args []string) error {
 		Target: c.target, Label: *label, Clients: *clients, Publishers: *pubs, Rate: *rate, Seconds: elapsed.Seconds(),
 		Published: published, DeliveredPS: float64(delivered) / elapsed.Seconds(),
 		Expected: published * int64(*clients), Delivered: delivered,
-		P50: s.lat.quantile(0.5).String(), P99: s.lat.quantile(0.99).String(), P999: s.lat.quantile(0.999).String(),
-		CritN: s.critN.Load(), CritP50: s.crit.quantile(0.5).String(), CritP99: s.crit.quantile(0.99).String(),
+		P50: s.lat.Quantile(0.5).String(), P99: s.lat.Quantile(0.99).String(), P999: s.lat.Quantile(0.999).String(),
+		CritN: s.critN.Load(), CritP50: s.crit.Quantile(0.5).String(), CritP99: s.crit.Quantile(0.99).String(),
 		CPU:          (cpu1 - cpu0).Seconds() / elapsed.Seconds(),
 		RSSMB:        float64(rss) / (1 << 20),
 		WireKBPerCli: float64(wire) / 1024 / float64(*clients) / elapsed.Seconds(),
@@ -247,9 +249,9 @@ func idle(args []string) error {
 	if c.pid == 0 {
 		return errors.New("-pid is required")
 	}
-	p := proc(c.pid)
+	p := measure.Proc(c.pid)
 	time.Sleep(*settle)
-	base, err := p.mem("VmRSS")
+	base, err := p.Mem("VmRSS")
 	if err != nil {
 		return err
 	}
@@ -273,7 +275,7 @@ func idle(args []string) error {
 		}
 		have = n
 		time.Sleep(*settle)
-		rss, err := p.mem("VmRSS")
+		rss, err := p.Mem("VmRSS")
 		if err != nil {
 			return err
 		}

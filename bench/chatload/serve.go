@@ -57,6 +57,8 @@ func serve(args []string) error {
 		Store: store, Directory: benchDirectory{}, Logger: log,
 		// Publishers in the bench send far faster than a player may.
 		SendPerSec: 100000, SendBurst: 100000, FramesPerSec: 100000, FramesBurst: 100000,
+		// Thousands of clients from one loopback address, opened at once.
+		MaxConnsPerAddr: -1, AcceptPerSec: -1,
 		StormEnter: *enter, NotifyInterval: *interval,
 	})
 	if err != nil {

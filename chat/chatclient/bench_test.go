@@ -23,7 +23,7 @@ func benchClients(b *testing.B, h *roomnettest.Harness, n int) []*chatclient.Cli
 	var out []*chatclient.Client
 	for i := range n {
 		u := h.User(fmt.Sprintf("bench%d", i))
-		cl, err := chatclient.Dial(context.Background(), chatclient.Options{URL: wsURL(h), Token: u.Token(), MaxAttempts: 100})
+		cl, err := chatclient.Dial(context.Background(), chatclient.Options{URL: wsURL(h), Token: u.Token(), Window: 64}) // BenchmarkSendThroughput keeps 64 in flight per client
 		if err != nil {
 			b.Fatal(err)
 		}

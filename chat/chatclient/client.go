@@ -4,6 +4,19 @@
 // received messages deduplicated and delivered in seq order per
 // conversation with gaps filled from history, unread counts, read
 // marking and an adaptive heartbeat. The CLI and tests use it.
+//
+// Flow control: sends leave in the order given, at most Window of them
+// unacknowledged at a time (the rest wait in the queue), paced by token
+// buckets within the budgets the server announces in hello (its frame
+// budget and the user's send rate), so that a long outbox, a bot or a
+// client back from a long disconnect never floods itself off the server.
+// A rate_limited answer pauses sending for its retry_after_ms and is not
+// a failed attempt; after a reconnect the queue resumes at the paced
+// rate. A message is reported failed (EventFailed) only for an error the
+// user can act on (too_large, muted, forbidden, invalid…) or once it has
+// waited SendTimeout unacknowledged while connected (ErrSendFailed).
+// Options.MaxAttempts, which gave up after a number of sends, is ignored
+// since this flow control: under load most attempts were the client's own.
 package chatclient
 
 import (
@@ -13,11 +26,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/roomnet/roomnet/chat"
 	"github.com/roomnet/roomnet/chat/seqbuf"
@@ -28,11 +41,22 @@ type Options struct {
 	URL   string // ws:// or wss:// URL of /ws
 	Token string
 
-	// SendBackoff spaces resends of an unacknowledged message
-	// [Initial 500ms, Factor 2, Max 8s, Jitter 0.2].
+	// SendBackoff spaces resends of a message sent but not answered
+	// [Initial 500ms, Factor 2, Max 8s, Jitter 0.2]; it is also the wait
+	// after a rate_limited or unavailable answer without retry_after_ms.
 	SendBackoff Backoff
-	// MaxAttempts bounds sends of one message before it is reported
-	// failed [8].
+	// Window bounds the messages sent and not yet acknowledged; later
+	// ones wait in order in the queue [32].
+	Window int
+	// SendTimeout is how long a message may stay unacknowledged, counting
+	// only the time it is in the window while connected, before it is
+	// reported failed with ErrSendFailed [2m]. Time spent queued behind
+	// the window, disconnected or paused by rate_limited does not count.
+	SendTimeout time.Duration
+	// MaxAttempts is ignored: sends fail by SendTimeout, not by a count
+	// of attempts that were mostly the client's own flooding.
+	//
+	// Deprecated: use SendTimeout.
 	MaxAttempts int
 	// Reconnect spaces reconnection attempts [200ms, 2, 5s, 0.3].
 	Reconnect Backoff
@@ -58,14 +82,21 @@ type Options struct {
 	// PullLimit is how many messages one pull asks for [1000].
 	PullLimit int
 	Dialer    *websocket.Dialer
+	// Trace, when set, sees every JSON frame the client sends (sent) and
+	// receives (compressed pages once decompressed), from the
+	// connection's goroutines; it must not block or keep frame.
+	Trace func(sent bool, frame []byte)
 }
 
 func (o *Options) defaults() {
 	if o.SendBackoff.Initial == 0 {
 		o.SendBackoff = Backoff{Initial: 500 * time.Millisecond, Factor: 2, Max: 8 * time.Second, Jitter: 0.2}
 	}
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = 8
+	if o.Window <= 0 {
+		o.Window = 32
+	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = 2 * time.Minute
 	}
 	if o.Reconnect.Initial == 0 {
 		o.Reconnect = Backoff{Initial: 200 * time.Millisecond, Factor: 2, Max: 5 * time.Second, Jitter: 0.3}
@@ -131,7 +162,7 @@ type Event struct {
 	Err    error
 }
 
-// ErrSendFailed reports a message given up after MaxAttempts.
+// ErrSendFailed reports a message given up after SendTimeout.
 var ErrSendFailed = errors.New("chatclient: message not acknowledged")
 
 // ErrClosed reports a closed client.
@@ -143,11 +174,14 @@ type Pending struct {
 	Conv        string
 	Body        string
 
-	done     chan struct{}
-	seq      uint64
-	err      error
-	attempts int
-	due      time.Time
+	done   chan struct{}
+	seq    uint64
+	err    error
+	final  bool          // acknowledged or failed; under Client.mu
+	sent   bool          // sent on this session and not answered yet
+	tries  int           // frames sent, all sessions
+	due    time.Time     // when sent: resend then without an answer
+	waited time.Duration // in the window while connected, unanswered
 }
 
 // Done is closed when the message is acknowledged or failed.
@@ -176,15 +210,25 @@ type Client struct {
 	opts   Options
 	events chan Event
 
-	mu       sync.Mutex
-	ws       *websocket.Conn
-	live     bool       // the session is set up: hello answered, lobbies rejoined
-	wmu      sync.Mutex // serializes writes to ws
-	session  string
-	user     string
-	userID   uint64
-	pending  map[string]*Pending
-	order    []string // pending ids in send order
+	mu      sync.Mutex
+	ws      *websocket.Conn
+	live    bool       // the session is set up: hello answered, lobbies rejoined
+	wmu     sync.Mutex // serializes writes to ws
+	session string
+	user    string
+	userID  uint64
+	pending map[string]*Pending
+	queue   []*Pending // in send order; final ones are skipped and compacted away
+	queued  int        // pending, not final
+	// frames paces every frame within the session's frame budget,
+	// sends the messages within the user's send rate; hold pauses
+	// sending after rate_limited, holds counts those in a row.
+	frames   *rate.Limiter
+	sends    *rate.Limiter
+	hold     time.Time
+	holds    int
+	kick     chan struct{} // wakes the sender
+	pumpMu   sync.Mutex    // one pump at a time: first sends leave in order
 	convs    map[string]*convState
 	waiters  map[string]chan chat.Frame
 	lobbies  map[string]bool // joined; joined again on every new session
@@ -205,6 +249,9 @@ type Client struct {
 // Stats counts what the client did.
 type Stats struct {
 	Duplicates, GapFills, Resends, Reconnects, Failed int
+	// RateLimited counts rate_limited answers over a budget (the frame
+	// budget or the send rate); the client paused after each.
+	RateLimited int
 	// Notifies counts notify frames; Pulls the pulls they and gaps caused.
 	Notifies, Pulls int
 	// Batches counts compressed pages; BatchBytes their bytes on the
@@ -221,10 +268,13 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 		opts: o, events: make(chan Event, o.Events), pending: map[string]*Pending{},
 		convs: map[string]*convState{}, waiters: map[string]chan chat.Frame{}, lobbies: map[string]bool{},
 		ctx: cctx, cancel: cancel, connected: make(chan struct{}), unzip: chat.NewDecompressor(),
+		kick: make(chan struct{}, 1),
 	}
-	c.wg.Add(2)
+	c.frames, c.sends = c.budgets(nil)
+	c.wg.Add(3)
 	go c.run()
 	go c.tick()
+	go c.sender()
 	select {
 	case <-c.connected:
 		return c, nil
@@ -280,10 +330,11 @@ func (c *Client) Close() error {
 		c.wg.Wait()
 		c.mu.Lock()
 		for id, p := range c.pending {
-			p.err = ErrClosed
+			p.err, p.final = ErrClosed, true
 			close(p.done)
 			delete(c.pending, id)
 		}
+		c.queue, c.queued = nil, 0
 		c.mu.Unlock()
 	})
 	return nil
@@ -302,16 +353,31 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-func (c *Client) write(f chat.Frame) error {
+// write sends f, counting it in the frame budget: it goes now, and
+// the sends after it wait for the tokens it took.
+func (c *Client) write(f chat.Frame) error { return c.writeFrame(f, true) }
+
+func (c *Client) writeFrame(f chat.Frame, take bool) error {
 	b, err := chat.Encode(f)
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	ws := c.ws
+	if take && ws != nil {
+		c.frames.ReserveN(time.Now(), 1)
+	}
 	c.mu.Unlock()
+	return c.writeTo(ws, b)
+}
+
+// writeTo writes an encoded frame to ws, the session it was meant for.
+func (c *Client) writeTo(ws *websocket.Conn, b []byte) error {
 	if ws == nil {
 		return errors.New("chatclient: not connected")
+	}
+	if c.opts.Trace != nil {
+		c.opts.Trace(true, b)
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -319,8 +385,9 @@ func (c *Client) write(f chat.Frame) error {
 	return ws.WriteMessage(websocket.TextMessage, b)
 }
 
-// Send queues a message to conv. It is sent now if connected and resent
-// until the server acknowledges it with a seq, or reported failed.
+// Send queues a message to conv. It leaves in order, within the window
+// and the announced budgets, and is resent until the server acknowledges
+// it with a seq, or reported failed (see the package doc).
 func (c *Client) Send(conv, body string) *Pending {
 	p := &Pending{ClientMsgID: randomID(), Conv: conv, Body: body, done: make(chan struct{})}
 	c.mu.Lock()
@@ -331,18 +398,167 @@ func (c *Client) Send(conv, body string) *Pending {
 		return p
 	}
 	c.pending[p.ClientMsgID] = p
-	c.order = append(c.order, p.ClientMsgID)
-	p.attempts = 1
-	p.due = time.Now().Add(c.opts.SendBackoff.Delay(1))
-	live := c.live
+	c.queue = append(c.queue, p)
+	c.queued++
 	c.mu.Unlock()
-	// Before the session is set up again after a reconnect (lobbies
-	// rejoined), a send would reach a server that does not know the
-	// lobby is ours yet: the hello's resend, or the next retry, sends it.
-	if live {
-		_ = c.write(chat.Frame{Type: chat.TypeSend, Conv: conv, ClientMsgID: p.ClientMsgID, Body: body})
-	}
+	c.wake()
 	return p
+}
+
+// Queued returns how many messages are neither acknowledged nor failed.
+func (c *Client) Queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued
+}
+
+// Pacing margins: a client keeps below the announced budgets so that
+// network jitter bunching its frames does not take the server's bucket
+// below zero.
+const (
+	paceRate  = 0.8 // of the announced per-second rates
+	paceBurst = 0.5 // of the announced bursts
+)
+
+// budgets returns the frame and send buckets for hello h (nil: the
+// protocol's defaults, until a hello says otherwise).
+func (c *Client) budgets(h *chat.Hello) (frames, sends *rate.Limiter) {
+	fps, fburst, sps, sburst := 50.0, 100, 10.0, 20
+	if h != nil {
+		if h.FramesPerSec > 0 {
+			fps, fburst = h.FramesPerSec, max(h.FramesBurst, 1)
+		}
+		if h.SendPerSec > 0 {
+			sps, sburst = float64(h.SendPerSec), max(h.SendBurst, 1)
+		}
+	}
+	burst := func(b int) int { return max(int(float64(b)*paceBurst), 1) }
+	return rate.NewLimiter(rate.Limit(fps*paceRate), burst(fburst)), rate.NewLimiter(rate.Limit(sps*paceRate), burst(sburst))
+}
+
+// wake makes the sender look at the queue now.
+func (c *Client) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// sender sends the queue as the window, the budgets and pauses allow.
+func (c *Client) sender() {
+	defer c.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.kick:
+		case <-t.C:
+		}
+		wait := c.pump(time.Now())
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(wait)
+	}
+}
+
+// pump sends what may leave now: the first Window unanswered messages
+// that are unsent on this session or due for a resend, in order, while
+// both buckets hold a token. It returns when to look again.
+func (c *Client) pump(now time.Time) time.Duration {
+	c.pumpMu.Lock()
+	defer c.pumpMu.Unlock()
+	const idle = 50 * time.Millisecond
+	var out []*Pending
+	wait := idle
+	c.mu.Lock()
+	// The session the sends are counted for: a new one sends them again
+	// after its joins and sync, never before.
+	ws := c.ws
+	switch {
+	case !c.live:
+	case now.Before(c.hold):
+		wait = c.hold.Sub(now)
+	default:
+		c.compact()
+		n := 0
+		for _, p := range c.queue {
+			if p.final {
+				continue
+			}
+			if n++; n > c.opts.Window {
+				break
+			}
+			if p.sent && now.Before(p.due) {
+				wait = min(wait, p.due.Sub(now))
+				continue
+			}
+			if c.frames.TokensAt(now) < 1 || c.sends.TokensAt(now) < 1 {
+				wait = min(wait, max(tokenWait(c.frames, now), tokenWait(c.sends, now)))
+				break
+			}
+			c.frames.AllowN(now, 1)
+			c.sends.AllowN(now, 1)
+			if p.tries > 0 {
+				c.stats.Resends++
+			}
+			p.tries++
+			p.sent = true
+			p.due = now.Add(c.opts.SendBackoff.Delay(p.tries))
+			out = append(out, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range out {
+		if b, err := chat.Encode(chat.Frame{Type: chat.TypeSend, Conv: p.Conv, ClientMsgID: p.ClientMsgID, Body: p.Body}); err == nil {
+			_ = c.writeTo(ws, b)
+		}
+	}
+	return max(wait, time.Millisecond)
+}
+
+// tokenWait is how long until l holds a token.
+func tokenWait(l *rate.Limiter, now time.Time) time.Duration {
+	missing := 1 - l.TokensAt(now)
+	if missing <= 0 {
+		return 0
+	}
+	return time.Duration(missing / float64(l.Limit()) * float64(time.Second))
+}
+
+// compact drops final messages from the queue: from its front always,
+// everywhere once they are most of it. Under c.mu.
+func (c *Client) compact() {
+	i := 0
+	for i < len(c.queue) && c.queue[i].final {
+		i++
+	}
+	c.queue = c.queue[i:]
+	if len(c.queue) > 64 && len(c.queue) > 2*c.queued {
+		kept := make([]*Pending, 0, c.queued)
+		for _, p := range c.queue {
+			if !p.final {
+				kept = append(kept, p)
+			}
+		}
+		c.queue = kept
+	}
+}
+
+// resolve takes p out of the queue with its result. Under c.mu; the
+// caller closes p.done after unlocking (or before: nothing waits on mu).
+func (c *Client) resolve(p *Pending, seq uint64, err error) {
+	delete(c.pending, p.ClientMsgID)
+	p.final, p.seq, p.err = true, seq, err
+	c.queued--
+	if err != nil {
+		c.stats.Failed++
+	}
 }
 
 // request sends f with a fresh ref and waits for the answer with that ref.
@@ -440,6 +656,14 @@ func (c *Client) OpenDM(ctx context.Context, username string) (string, error) {
 // most limit, oldest first, and whether older ones exist.
 func (c *Client) History(ctx context.Context, conv string, before uint64, limit int) ([]chat.Message, bool, error) {
 	r, err := c.request(ctx, chat.Frame{Type: chat.TypeHistory, Conv: conv, Before: before, Limit: limit})
+	return r.Messages, r.HasMore, err
+}
+
+// HistoryAfter returns a page of conv read forwards: seqs above after
+// (0: from the first message), at most limit, oldest first, and whether
+// newer ones exist.
+func (c *Client) HistoryAfter(ctx context.Context, conv string, after uint64, limit int) ([]chat.Message, bool, error) {
+	r, err := c.request(ctx, chat.Frame{Type: chat.TypeHistory, Conv: conv, After: after, HasAfter: true, Limit: limit})
 	return r.Messages, r.HasMore, err
 }
 
@@ -565,6 +789,9 @@ func (c *Client) session1() (int, error) {
 			c.mu.Unlock()
 			b = raw
 		}
+		if c.opts.Trace != nil {
+			c.opts.Trace(false, b)
+		}
 		f, err := chat.DecodeServer(b)
 		if err != nil {
 			continue // a newer server may add frames; skip what we cannot read
@@ -581,14 +808,15 @@ func (c *Client) handle(f chat.Frame) {
 		c.mu.Lock()
 		p, ok := c.pending[f.Ref]
 		if ok {
-			delete(c.pending, f.Ref)
-			p.seq = f.Seq
+			c.resolve(p, f.Seq, nil)
 			close(p.done)
+			c.holds = 0
 			st := c.conv(f.Conv)
 			st.maxSeq = max(st.maxSeq, f.Seq)
 		}
 		c.mu.Unlock()
 		if ok {
+			c.wake() // the window moved
 			c.emit(Event{Type: EventSent, Conv: f.Conv, Seq: f.Seq, Msg: chat.Message{Conv: f.Conv, Seq: f.Seq, ClientMsgID: f.Ref, Body: p.Body}})
 		}
 	case chat.TypeMsg:
@@ -646,7 +874,17 @@ func (c *Client) handle(f chat.Frame) {
 	case chat.TypeJoined:
 		c.answer(f)
 	case chat.TypeError:
+		if f.Error != nil && f.Error.Code == chat.ErrRateLimited && c.overBudget(f) {
+			c.slowDown(f)
+		}
 		if c.answer(f) {
+			return
+		}
+		if f.Ref == chat.TypePull && f.Conv != "" {
+			// A refused pull: the next notify or gap timeout pulls again.
+			c.mu.Lock()
+			c.conv(f.Conv).fetching = time.Time{}
+			c.mu.Unlock()
 			return
 		}
 		c.onSendError(f)
@@ -675,10 +913,12 @@ func (c *Client) onHello(f chat.Frame) {
 		c.start(cs.Conv, c.backfillBase(cs.MaxSeq))
 	}
 	c.mu.Lock()
+	first := c.session == ""
 	c.session, c.user, c.userID = f.Hello.Session, f.Hello.User, f.Hello.UserID
 	for _, cs := range f.Hello.Convs {
 		st := c.conv(cs.Conv)
 		st.maxSeq = max(st.maxSeq, cs.MaxSeq)
+		st.readSeq = max(st.readSeq, cs.ReadSeq)
 	}
 	positions := map[string]uint64{}
 	for conv, st := range c.convs {
@@ -686,15 +926,19 @@ func (c *Client) onHello(f chat.Frame) {
 			positions[conv] = st.buf.Position()
 		}
 	}
-	var resend []*Pending
-	for _, id := range c.order {
-		if p, ok := c.pending[id]; ok {
-			resend = append(resend, p)
-		}
+	// A new session: its own frame budget, and every unanswered message
+	// is sent again, in order, at the paced rate.
+	frames, sends := c.budgets(f.Hello)
+	c.frames = frames
+	if first {
+		c.sends = sends // the user's send rate outlives a session: kept after
+	} else {
+		c.sends.SetLimit(sends.Limit())
+		c.sends.SetBurst(sends.Burst())
 	}
-	c.order = c.order[:0]
-	for _, p := range resend {
-		c.order = append(c.order, p.ClientMsgID)
+	c.hold, c.holds = time.Time{}, 0
+	for _, p := range c.queue {
+		p.sent = false
 	}
 	c.lastSync = time.Now()
 	lobbies := make([]string, 0, len(c.lobbies))
@@ -703,17 +947,16 @@ func (c *Client) onHello(f chat.Frame) {
 	}
 	c.mu.Unlock()
 	// The server handles a connection's frames in order: lobbies are
-	// joined before the sync and the resends that need them.
+	// joined before the sync and the sends that need them, which wait
+	// for live.
 	for _, l := range lobbies {
 		_ = c.write(chat.Frame{Type: chat.TypeJoin, Conv: l})
 	}
 	_ = c.write(chat.Frame{Type: chat.TypeSync, Positions: positions})
-	for _, p := range resend {
-		_ = c.write(chat.Frame{Type: chat.TypeSend, Conv: p.Conv, ClientMsgID: p.ClientMsgID, Body: p.Body})
-	}
 	c.mu.Lock()
 	c.live = true
 	c.mu.Unlock()
+	c.wake()
 	c.connOnce.Do(func() { close(c.connected) })
 	c.emit(Event{Type: EventConnected})
 }
@@ -817,33 +1060,73 @@ func (c *Client) onGapPage(f chat.Frame) {
 	}
 }
 
+// overBudget reports whether a rate_limited answer is about a budget
+// (the frame budget or the send rate), which the server answers with a
+// retry hint, or a send's refusal: not the cap on pull answers waiting,
+// which concerns pulls only.
+func (c *Client) overBudget(f chat.Frame) bool {
+	if f.Error.RetryAfterMS > 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, send := c.pending[f.Ref]
+	return send
+}
+
+// slowDown pauses sending after a rate_limited answer over a budget:
+// for its retry_after_ms, or the send backoff of the answers in a row
+// without one.
+func (c *Client) slowDown(f chat.Frame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.RateLimited++
+	c.holds++
+	d := c.opts.SendBackoff.Delay(c.holds)
+	if ms := f.Error.RetryAfterMS; ms > 0 {
+		d = time.Duration(ms) * time.Millisecond
+	}
+	if until := time.Now().Add(d); until.After(c.hold) {
+		c.hold = until
+	}
+}
+
 func (c *Client) onSendError(f chat.Frame) {
 	c.mu.Lock()
 	p, ok := c.pending[f.Ref]
-	if !ok {
+	if !ok || f.Error == nil {
 		c.mu.Unlock()
 		return
 	}
 	switch f.Error.Code {
 	case chat.ErrRateLimited, chat.ErrUnavailable:
-		p.due = time.Now().Add(c.opts.SendBackoff.Delay(p.attempts))
+		// Not a failed attempt: sent again once the pause (slowDown) or
+		// the hint is over.
+		d := c.opts.SendBackoff.Delay(max(p.tries, 1))
+		if ms := f.Error.RetryAfterMS; ms > 0 {
+			d = time.Duration(ms) * time.Millisecond
+		}
+		p.sent, p.due = true, time.Now().Add(d)
 		c.mu.Unlock()
 		return
 	}
-	delete(c.pending, f.Ref)
-	p.err = fmt.Errorf("chatclient: %s: %s", f.Error.Code, f.Error.Message)
+	c.resolve(p, 0, fmt.Errorf("chatclient: %s: %s", f.Error.Code, f.Error.Message))
 	close(p.done)
-	c.stats.Failed++
 	c.mu.Unlock()
+	c.wake()
 	c.emit(Event{Type: EventFailed, Conv: p.Conv, Err: p.err, Msg: chat.Message{Conv: p.Conv, ClientMsgID: p.ClientMsgID, Body: p.Body}})
 }
 
-// tick resends, fills gaps, acks and pings.
+// ackEvery spaces acks of one conversation: they are cumulative, and
+// one per tick of a busy conversation would spend the frame budget.
+const ackEvery = 200 * time.Millisecond
+
+// tick times out sends, fills gaps, acks and pings.
 func (c *Client) tick() {
 	defer c.wg.Done()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	lastPing := time.Time{}
+	lastPing, lastTick, lastAck := time.Time{}, time.Now(), time.Time{}
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -851,36 +1134,42 @@ func (c *Client) tick() {
 		case <-t.C:
 		}
 		now := time.Now()
-		var resend []*Pending
 		var failed []*Pending
 		var gaps []string
 		var acks []chat.Frame
 		c.mu.Lock()
 		connected := c.live
-		for id, p := range c.pending {
-			if now.Before(p.due) {
-				continue
+		if connected {
+			// The SendTimeout clock runs for messages in the window, sent
+			// and unanswered, while connected and not paused.
+			n, dt := 0, now.Sub(lastTick)
+			for _, p := range c.queue {
+				if p.final {
+					continue
+				}
+				if n++; n > c.opts.Window {
+					break
+				}
+				if !p.sent || now.Before(c.hold) {
+					continue
+				}
+				if p.waited += dt; p.waited >= c.opts.SendTimeout {
+					c.resolve(p, 0, ErrSendFailed)
+					failed = append(failed, p)
+				}
 			}
-			if p.attempts >= c.opts.MaxAttempts {
-				delete(c.pending, id)
-				p.err = ErrSendFailed
-				c.stats.Failed++
-				failed = append(failed, p)
-				continue
-			}
-			if connected {
-				p.attempts++
-				p.due = now.Add(c.opts.SendBackoff.Delay(p.attempts))
-				c.stats.Resends++
-				resend = append(resend, p)
-			}
+		}
+		lastTick = now
+		ackNow := connected && now.Sub(lastAck) >= ackEvery
+		if ackNow {
+			lastAck = now
 		}
 		for conv, st := range c.convs {
 			if st.buf.GapOpen(now, c.opts.GapTimeout) {
 				c.stats.GapFills++
 				gaps = append(gaps, conv)
 			}
-			if pos := st.buf.Position(); pos > st.acked && !st.removed {
+			if pos := st.buf.Position(); ackNow && pos > st.acked && !st.removed && c.frames.AllowN(now, 1) {
 				st.acked = pos
 				acks = append(acks, chat.Frame{Type: chat.TypeAck, Conv: conv, Seq: pos})
 			}
@@ -906,10 +1195,6 @@ func (c *Client) tick() {
 		}
 		srtt := c.rtt.SRTT
 		c.mu.Unlock()
-		sort.Slice(resend, func(i, j int) bool { return resend[i].ClientMsgID < resend[j].ClientMsgID })
-		for _, p := range resend {
-			_ = c.write(chat.Frame{Type: chat.TypeSend, Conv: p.Conv, ClientMsgID: p.ClientMsgID, Body: p.Body})
-		}
 		for _, p := range failed {
 			close(p.done)
 			c.emit(Event{Type: EventFailed, Conv: p.Conv, Err: p.err, Msg: chat.Message{Conv: p.Conv, ClientMsgID: p.ClientMsgID, Body: p.Body}})
@@ -918,7 +1203,7 @@ func (c *Client) tick() {
 			c.fill(conv)
 		}
 		for _, a := range acks {
-			_ = c.write(a)
+			_ = c.writeFrame(a, false)
 		}
 		if doSync {
 			_ = c.write(chat.Frame{Type: chat.TypeSync, Positions: positions})

@@ -1,13 +1,11 @@
 package chatserver
 
-import (
-	"context"
-	"sync"
-)
+import "context"
 
 // Bus fans published payloads out to every chat node, this one included.
 // It is at-most-once: reliability comes from the store and sequence
-// numbers, which clients fill gaps from.
+// numbers, which clients fill gaps from. MemoryBus (bus_memory.go) is the
+// single node's, RedisBus (bus_redis.go) every node's.
 type Bus interface {
 	Publish(ctx context.Context, topic string, payload []byte) error
 	// Subscribe registers the node's single handler; it is called for
@@ -16,34 +14,15 @@ type Bus interface {
 	Close() error
 }
 
-// MemoryBus delivers in process, synchronously. Single node only.
-type MemoryBus struct {
-	mu      sync.RWMutex
-	handler func(string, []byte)
+// busResubscriber is a Bus that reports when its subscription is back
+// after a break (RedisBus); the node then catches its clients up.
+type busResubscriber interface {
+	OnResubscribe(func())
 }
 
-var _ Bus = (*MemoryBus)(nil)
-
-// NewMemoryBus returns an in-process bus.
-func NewMemoryBus() *MemoryBus { return &MemoryBus{} }
-
-// Publish implements Bus.
-func (b *MemoryBus) Publish(_ context.Context, topic string, payload []byte) error {
-	b.mu.RLock()
-	h := b.handler
-	b.mu.RUnlock()
-	if h != nil {
-		h(topic, payload)
-	}
-	return nil
-}
-
-// Subscribe implements Bus.
-func (b *MemoryBus) Subscribe(h func(string, []byte)) {
-	b.mu.Lock()
-	b.handler = h
-	b.mu.Unlock()
-}
-
-// Close implements Bus.
-func (b *MemoryBus) Close() error { return nil }
+// The bus's topics.
+const (
+	topicConv = "conv:" // + conversation: its messages, deletions and receipts
+	topicCtl  = "ctl"   // membership news (nodes.go)
+	topicMod  = "mod"   // mutes; each node keeps them in memory
+)

@@ -7,21 +7,32 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // committer writes messages in small batches (group commit): the first
 // waiting message starts a write and every message that arrived meanwhile
 // joins the next one. Each caller's callback runs once its message is
-// durable, or failed (then a tombstone takes its seq).
+// durable, or failed (then a tombstone takes its seq). A message whose seq
+// another writer already stored is written again under a fresh seq.
 type committer struct {
-	store Store
-	log   *slog.Logger
-	in    chan *pending
-	max   int
-	wg    sync.WaitGroup
+	store     commitStore
+	seq       Sequencer
+	conflicts prometheus.Counter
+	log       *slog.Logger
+	in        chan *pending
+	max       int
+	wg        sync.WaitGroup
 
 	batches, messages int64 // for tests and metrics; written by run only
 	mu                sync.Mutex
+}
+
+// commitStore is what the committer writes to and reads back.
+type commitStore interface {
+	// Append: see MessageStore.
+	Append(ctx context.Context, msgs []StoredMessage) error
 }
 
 type pending struct {
@@ -29,8 +40,8 @@ type pending struct {
 	done func(StoredMessage, error)
 }
 
-func newCommitter(store Store, log *slog.Logger, maxBatch int) *committer {
-	c := &committer{store: store, log: log, in: make(chan *pending, 4*maxBatch), max: maxBatch}
+func newCommitter(store commitStore, seq Sequencer, conflicts prometheus.Counter, log *slog.Logger, maxBatch int) *committer {
+	c := &committer{store: store, seq: seq, conflicts: conflicts, log: log, in: make(chan *pending, 4*maxBatch), max: maxBatch}
 	c.wg.Add(1)
 	go c.run()
 	return c
@@ -93,11 +104,59 @@ func (c *committer) write(batch []*pending) {
 	for _, p := range batch {
 		one := []StoredMessage{p.msg}
 		err := c.writeRetrying(one)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrSeqTaken):
+			one[0], err = c.reallocate(p.msg)
+		case err != nil:
 			c.tombstone(p.msg, err)
 		}
 		p.done(one[0], err)
 	}
+}
+
+// seqAttempts bounds the fresh seqs tried for one message whose seq was
+// taken: each attempt starts above everything stored, so a second
+// conflict needs another writer storing in between.
+const seqAttempts = 5
+
+// reallocate writes m under a fresh seq after another writer was found
+// holding its seq (the shared sequencer lost counters this node had not
+// seen written). The taken seq is not tombstoned: it is the other
+// writer's message. The sequencer is first raised to the store's max seq,
+// so the fresh seq is above every stored one. When no seq can be had
+// (Redis down) nothing was allocated and the error is returned; when the
+// write of the fresh seq fails, the fresh seq is tombstoned as usual.
+func (c *committer) reallocate(m StoredMessage) (StoredMessage, error) {
+	taken := m.Seq
+	for range seqAttempts {
+		c.conflicts.Inc()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var err error
+		if r, ok := c.seq.(seqRefresher); ok {
+			err = r.Refresh(ctx, m.Conv)
+		}
+		if err == nil {
+			m.Seq, err = c.seq.Next(ctx, m.Conv)
+		}
+		cancel()
+		if err != nil {
+			c.log.Warn("seq taken by another writer and no fresh one to be had; the send is refused for a retry", "conv", m.Conv, "taken", taken, "err", err)
+			return StoredMessage{}, err
+		}
+		one := []StoredMessage{m}
+		err = c.writeRetrying(one)
+		switch {
+		case err == nil:
+			c.log.Info("seq taken by another writer; stored under a fresh one", "conv", m.Conv, "taken", taken, "seq", m.Seq)
+			return one[0], nil
+		case errors.Is(err, ErrSeqTaken):
+			continue
+		default:
+			c.tombstone(m, err)
+			return one[0], err
+		}
+	}
+	return StoredMessage{}, fmt.Errorf("writing %s: %w %d times in a row", m.Conv, ErrSeqTaken, seqAttempts)
 }
 
 func (c *committer) writeRetrying(msgs []StoredMessage) error {
@@ -106,7 +165,7 @@ func (c *committer) writeRetrying(msgs []StoredMessage) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = c.store.Append(ctx, msgs)
 		cancel()
-		if err == nil || errors.Is(err, ErrDuplicate) {
+		if err == nil || errors.Is(err, ErrDuplicate) || errors.Is(err, ErrSeqTaken) {
 			return err
 		}
 		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
@@ -118,7 +177,9 @@ func (c *committer) writeRetrying(msgs []StoredMessage) error {
 // fills do not wait for it.
 func (c *committer) tombstone(m StoredMessage, cause error) {
 	t := StoredMessage{Conv: m.Conv, Seq: m.Seq, Kind: "tombstone", ClientMsgID: fmt.Sprintf("tomb-%d", m.Seq), CreatedAt: m.CreatedAt}
-	if err := c.writeRetrying([]StoredMessage{t}); err != nil {
+	// A taken seq (this tombstone already written, or another writer's
+	// message there) needs no tombstone.
+	if err := c.writeRetrying([]StoredMessage{t}); err != nil && !errors.Is(err, ErrDuplicate) && !errors.Is(err, ErrSeqTaken) {
 		c.log.Error("writing tombstone; the seq stays a hole until the store recovers", "conv", m.Conv, "seq", m.Seq, "err", err, "cause", cause)
 	}
 }

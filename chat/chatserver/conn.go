@@ -2,12 +2,14 @@ package chatserver
 
 import (
 	"bufio"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/roomnet/roomnet/chat"
@@ -24,7 +26,7 @@ import (
 // queue. A full bulk lane is dropped and replaced by notifies so the
 // client pulls what it missed; a full priority lane disconnects.
 type conn struct {
-	s       *Server
+	env     *connEnv
 	ws      *websocket.Conn
 	nc      *flushConn
 	user    User
@@ -44,14 +46,27 @@ type conn struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
-	frames     *rate.Limiter
-	violations int // reader goroutine only
+	frames  *rate.Limiter
+	strikes *rate.Limiter // refused frames forgiven over time; reader goroutine only
+
+	// loading: its rooms are being loaded; lost holds the rooms it left
+	// meanwhile. Both under the hub's lock.
+	loading bool
+	lost    map[string]bool
 
 	mu       sync.Mutex
 	convs    map[string]bool // conversations this connection may use
 	lobbies  int
 	rtt      time.Duration
 	interval time.Duration
+}
+
+// connEnv is what a connection needs of its node, shared by all of them.
+type connEnv struct {
+	priorityLane, bulkLane  int
+	writeTimeout            time.Duration
+	log                     *slog.Logger
+	slowClosed, bulkDropped prometheus.Counter
 }
 
 type outFrame struct {
@@ -77,6 +92,18 @@ func (c *conn) allow(conv string) {
 	c.mu.Lock()
 	c.convs[conv] = true
 	c.mu.Unlock()
+}
+
+// allowUpTo allows conv unless that would make more than limit
+// conversations; it reports whether conv is allowed.
+func (c *conn) allowUpTo(conv string, limit int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.convs[conv] && len(c.convs) >= limit {
+		return false
+	}
+	c.convs[conv] = true
+	return true
 }
 
 // revoke removes conv and reports whether it was there.
@@ -115,9 +142,9 @@ func (c *conn) sendPriority(f outFrame) {
 		c.qmu.Unlock()
 		return
 	}
-	if len(c.prio) >= c.s.opts.PriorityLane {
+	if len(c.prio) >= c.env.priorityLane {
 		c.qmu.Unlock()
-		c.s.metrics.slowClosed.Inc()
+		c.env.slowClosed.Inc()
 		// Not inline: the caller may be fanning out to thousands.
 		go c.shutdown(chat.CloseSlowConsumer, "too slow for critical frames")
 		return
@@ -142,7 +169,7 @@ func (c *conn) sendPage(f outFrame) {
 func (c *conn) sendFrame(f chat.Frame) {
 	b, err := chat.Encode(f)
 	if err != nil {
-		c.s.log.Error("encoding frame", "type", f.Type, "err", err)
+		c.env.log.Error("encoding frame", "type", f.Type, "err", err)
 		return
 	}
 	c.sendPriority(outFrame{data: b})
@@ -150,6 +177,26 @@ func (c *conn) sendFrame(f chat.Frame) {
 
 func (c *conn) sendError(ref, code, msg string) {
 	c.sendFrame(chat.Frame{Type: chat.TypeError, Ref: ref, Error: &chat.ErrorDetail{Code: code, Message: msg}})
+}
+
+// fail answers frame f with an error that names what it answers: the ref
+// of f (a send's client_msg_id; "pull" for a pull without a ref) and its
+// conversation.
+func (c *conn) fail(f chat.Frame, code, msg string) {
+	c.sendFrame(chat.Frame{Type: chat.TypeError, Ref: answerRef(f), Conv: f.Conv, Error: &chat.ErrorDetail{Code: code, Message: msg}})
+}
+
+// answerRef is the ref of the frames answering f.
+func answerRef(f chat.Frame) string {
+	switch {
+	case f.Type == chat.TypeSend && f.ClientMsgID != "":
+		return f.ClientMsgID
+	case f.Ref != "":
+		return f.Ref
+	case f.Type == chat.TypePull:
+		return chat.TypePull
+	}
+	return ""
 }
 
 // sendBulk queues a chat message. When the bulk lane is full, everything
@@ -161,7 +208,7 @@ func (c *conn) sendBulk(f outFrame) {
 		c.qmu.Unlock()
 		return
 	}
-	if len(c.bulk) < c.s.opts.BulkLane {
+	if len(c.bulk) < c.env.bulkLane {
 		c.bulk = append(c.bulk, f)
 		c.startLocked()
 		c.qmu.Unlock()
@@ -174,7 +221,7 @@ func (c *conn) sendBulk(f outFrame) {
 	dropped := len(c.bulk) + 1
 	c.bulk = nil
 	c.qmu.Unlock()
-	c.s.metrics.bulkDropped.Add(float64(dropped))
+	c.env.bulkDropped.Add(float64(dropped))
 	for conv, seq := range newest {
 		b, err := chat.Encode(chat.Frame{Type: chat.TypeNotify, Conv: conv, Seq: seq})
 		if err == nil {
@@ -269,7 +316,7 @@ func (c *conn) drain() {
 			return
 		}
 		c.nc.begin()
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+		_ = c.ws.SetWriteDeadline(time.Now().Add(c.env.writeTimeout))
 		var err error
 		for _, f := range buf[:n] {
 			switch {
@@ -307,8 +354,27 @@ func (c *conn) shutdown(code int, reason string) {
 		// A writer blocked on a client that does not read gives up now.
 		_ = c.nc.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
-		_ = c.ws.Close()
+		// Not closed here: closing a socket with unread input resets it,
+		// and the reset can overtake the close frame (the client sees
+		// 1006, not the reason). The reader stops handling frames,
+		// discards input until the client answers the close or
+		// closeLinger passes (linger), then closes.
+		_ = c.nc.Conn.SetReadDeadline(time.Now().Add(closeLinger))
 	})
+}
+
+// closeLinger bounds how long a closed connection's input is discarded
+// while its close frame reaches the client.
+const closeLinger = time.Second
+
+// linger discards input until the client closes or the read deadline
+// set by shutdown passes. Reader goroutine only, after shutdown.
+func (c *conn) linger() {
+	for {
+		if _, _, err := c.ws.NextReader(); err != nil {
+			return
+		}
+	}
 }
 
 // flushConn is the network connection under a WebSocket. While a writer

@@ -18,9 +18,14 @@ type metrics struct {
 	pulls           *prometheus.CounterVec
 	compressIn      prometheus.Counter
 	compressOut     prometheus.Counter
+	refused         *prometheus.CounterVec
+	seqConflicts    prometheus.Counter
+	seqUnavailable  prometheus.Counter
 }
 
-func newMetrics(reg *prometheus.Registry, s *Server) metrics {
+// newMetrics makes the node's metrics and registers them with reg (nil:
+// not registered); storming and connections are read at each scrape.
+func newMetrics(reg *prometheus.Registry, storming, connections func() int) metrics {
 	m := metrics{
 		framesIn:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomnet_chat_frames_in_total", Help: "Frames received by type."}, []string{"type"}),
 		stored:          prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_messages_stored_total", Help: "Messages durably stored."}),
@@ -36,16 +41,19 @@ func newMetrics(reg *prometheus.Registry, s *Server) metrics {
 		pulls:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomnet_chat_pulls_total", Help: "Pull answers by source (built, cached)."}, []string{"source"}),
 		compressIn:      prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_compress_in_bytes_total", Help: "Bytes of pages before compression."}),
 		compressOut:     prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_compress_out_bytes_total", Help: "Bytes of pages after compression."}),
+		refused:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomnet_chat_connections_refused_total", Help: "Connections refused by admission, by reason (rate, address, user)."}, []string{"reason"}),
+		seqConflicts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_seq_conflicts_total", Help: "Writes refused because another node had stored their seq; each is written again under a fresh seq."}),
+		seqUnavailable:  prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_seq_unavailable_total", Help: "Sends refused as unavailable because the shared sequencer (Redis) could not allocate."}),
 		commitLatency:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomnet_chat_commit_seconds", Help: "Submit to durable write.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.framesIn, m.stored, m.dedupes, m.deleted, m.fanout, m.bulkDropped, m.slowClosed, m.heartbeatClosed, m.violations, m.commitLatency,
-			m.stormChanges, m.notifies, m.pulls, m.compressIn, m.compressOut,
+			m.stormChanges, m.notifies, m.pulls, m.compressIn, m.compressOut, m.refused, m.seqConflicts, m.seqUnavailable,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomnet_chat_storm_lobbies", Help: "Lobbies in storm mode."}, func() float64 {
-				return float64(s.storms.count())
+				return float64(storming())
 			}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomnet_chat_connections", Help: "Open chat connections."}, func() float64 {
-				return float64(s.connections())
+				return float64(connections())
 			}))
 	}
 	return m

@@ -14,34 +14,18 @@ import (
 // not a text message (system messages, tombstones and deleted ones stay).
 var ErrNoMessage = errors.New("chatserver: no such text message")
 
-// topicMod carries mutes between nodes; each node keeps them in memory.
-const topicMod = "mod"
-
 type muteNews struct {
 	UserID uint64    `json:"user_id"`
 	Until  time.Time `json:"until"` // zero: lifted
-}
-
-// loadMutes fills the in-memory mutes from the store.
-func (s *Server) loadMutes(ctx context.Context) error {
-	ms, err := s.store.Mutes(ctx, time.Now())
-	if err != nil {
-		return fmt.Errorf("loading mutes: %w", err)
-	}
-	s.modMu.Lock()
-	for _, m := range ms {
-		s.mutes[m.UserID] = m.Until
-	}
-	s.modMu.Unlock()
-	return nil
 }
 
 // DeleteMessage deletes a text message for everyone: it is stored as
 // deleted without its body, cached pages holding it are dropped on every
 // node, and every subscriber gets a deleted frame on the priority lane.
 func (s *Server) DeleteMessage(ctx context.Context, conv string, seq uint64) error {
-	if _, ok := chat.ConvKind(conv); !ok || seq == 0 {
-		return fmt.Errorf("chatserver: delete: bad conversation or seq")
+	if _, ok := chat.ConvKind(conv); !ok || seq == 0 || seq > chat.MaxSeq {
+		// No conversation holds it: a clean not-found, never a store error.
+		return fmt.Errorf("%w: %q#%d is not a message id", ErrNoMessage, conv, seq)
 	}
 	ok, err := s.store.MarkDeleted(ctx, conv, seq)
 	if err != nil {
@@ -68,22 +52,22 @@ func (s *Server) Mute(ctx context.Context, userID uint64, until time.Time, reaso
 	if !until.After(time.Now()) {
 		return errors.New("chatserver: mute: until must be in the future")
 	}
-	if err := s.store.SaveMute(ctx, Mute{UserID: userID, Until: until.UTC(), Reason: reason}); err != nil {
-		return fmt.Errorf("saving mute: %w", err)
+	if err := s.mutes.save(ctx, Mute{UserID: userID, Until: until.UTC(), Reason: reason}); err != nil {
+		return err
 	}
 	return s.publishMute(ctx, muteNews{UserID: userID, Until: until.UTC()})
 }
 
 // Unmute lifts a user's mute on every node.
 func (s *Server) Unmute(ctx context.Context, userID uint64) error {
-	if err := s.store.DeleteMute(ctx, userID); err != nil {
-		return fmt.Errorf("lifting mute: %w", err)
+	if err := s.mutes.remove(ctx, userID); err != nil {
+		return err
 	}
 	return s.publishMute(ctx, muteNews{UserID: userID})
 }
 
 func (s *Server) publishMute(ctx context.Context, n muteNews) error {
-	s.applyMute(n) // this node at once, whatever the bus does
+	s.mutes.apply(n) // this node at once, whatever the bus does
 	b, err := json.Marshal(n)
 	if err != nil {
 		return err
@@ -94,24 +78,5 @@ func (s *Server) publishMute(ctx context.Context, n muteNews) error {
 	return nil
 }
 
-func (s *Server) applyMute(n muteNews) {
-	s.modMu.Lock()
-	defer s.modMu.Unlock()
-	if n.Until.IsZero() {
-		delete(s.mutes, n.UserID)
-		return
-	}
-	s.mutes[n.UserID] = n.Until
-}
-
 // MutedUntil reports until when a user is muted.
-func (s *Server) MutedUntil(userID uint64) (time.Time, bool) {
-	s.modMu.Lock()
-	defer s.modMu.Unlock()
-	until, ok := s.mutes[userID]
-	if ok && !until.After(time.Now()) {
-		delete(s.mutes, userID)
-		return time.Time{}, false
-	}
-	return until, ok
-}
+func (s *Server) MutedUntil(userID uint64) (time.Time, bool) { return s.mutes.of(userID) }

@@ -2,10 +2,14 @@ package chatserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/roomnet/roomnet/chat"
@@ -25,8 +29,15 @@ const cacheBytes = 32 << 20
 // once per codec and prepared once, and every receiver writes the same
 // bytes. Concurrent identical pulls wait for the first one.
 type pages struct {
-	s     *Server
-	group singleflight.Group
+	store      historyReader
+	tombstone  func(m StoredMessage, cause error) // writes a tombstone at m's seq
+	compressor *chat.Compressor
+	log        *slog.Logger
+	// pulls counts answers by source; compressIn and compressOut the
+	// bytes before and after compression.
+	pulls                   *prometheus.CounterVec
+	compressIn, compressOut prometheus.Counter
+	group                   singleflight.Group
 
 	mu      sync.Mutex
 	entries map[pageKey]*page
@@ -35,6 +46,19 @@ type pages struct {
 	// gen counts forgets per conversation: a page whose build began
 	// before a forget (a deletion) may hold the old body and is not kept.
 	gen map[string]uint64
+}
+
+// historyReader is what pages read of the store.
+type historyReader interface {
+	HistoryAfter(ctx context.Context, conv string, after uint64, limit int) ([]StoredMessage, error)
+}
+
+func newPages(store historyReader, tombstone func(StoredMessage, error), log *slog.Logger, m metrics) *pages {
+	return &pages{
+		store: store, tombstone: tombstone, compressor: chat.NewCompressor(), log: log,
+		pulls: m.pulls, compressIn: m.compressIn, compressOut: m.compressOut,
+		entries: map[pageKey]*page{}, heads: map[string]uint64{}, gen: map[string]uint64{},
+	}
 }
 
 type pageKey struct {
@@ -134,14 +158,14 @@ func (p *pages) keep(k pageKey, e *page, gen uint64) {
 // from the cache or built once.
 func (p *pages) get(ctx context.Context, k pageKey, top uint64) (*page, error) {
 	if e, ok := p.cached(k, top); ok {
-		p.s.metrics.pulls.WithLabelValues("cached").Inc()
+		p.pulls.WithLabelValues("cached").Inc()
 		return e, nil
 	}
 	v, err, _ := p.group.Do(fmt.Sprintf("%s|%d|%d|%d|%d", k.conv, k.after, k.limit, k.codec, top), func() (any, error) {
 		if e, ok := p.cached(k, top); ok {
 			return e, nil
 		}
-		p.s.metrics.pulls.WithLabelValues("built").Inc()
+		p.pulls.WithLabelValues("built").Inc()
 		gen := p.generation(k.conv)
 		e, err := p.build(ctx, k, top)
 		if err != nil {
@@ -159,9 +183,14 @@ func (p *pages) get(ctx context.Context, k pageKey, top uint64) (*page, error) {
 }
 
 func (p *pages) build(ctx context.Context, k pageKey, upTo uint64) (*page, error) {
-	msgs, err := p.s.store.History(ctx, k.conv, 0, k.after, k.limit+1)
+	msgs, err := p.store.HistoryAfter(ctx, k.conv, k.after, k.limit+1)
 	if err != nil {
 		return nil, err
+	}
+	if p.tombstoneHoles(k, msgs) { // read again with the holes' tombstones
+		if msgs, err = p.store.HistoryAfter(ctx, k.conv, k.after, k.limit+1); err != nil {
+			return nil, err
+		}
 	}
 	if upTo > 0 {
 		for i, m := range msgs {
@@ -199,12 +228,12 @@ func (p *pages) build(ctx context.Context, k pageKey, upTo uint64) (*page, error
 	kind := websocket.TextMessage
 	if k.codec != 0 && len(b) >= chat.CompressMin {
 		raw := len(b)
-		if b, err = p.s.compressor.Compress(k.codec, b); err != nil {
+		if b, err = p.compressor.Compress(k.codec, b); err != nil {
 			return nil, err
 		}
 		kind = websocket.BinaryMessage
-		p.s.metrics.compressIn.Add(float64(raw))
-		p.s.metrics.compressOut.Add(float64(len(b)))
+		p.compressIn.Add(float64(raw))
+		p.compressOut.Add(float64(len(b)))
 	}
 	pm, err := websocket.NewPreparedMessage(kind, b)
 	if err != nil {
@@ -213,16 +242,49 @@ func (p *pages) build(ctx context.Context, k pageKey, upTo uint64) (*page, error
 	return &page{frame: outFrame{prepared: pm, pull: true}, top: top, full: more, whole: whole, size: len(b)}, nil
 }
 
+// holeGrace is how long a seq may be missing below a stored one before a
+// pull tombstones it. A hole that old was left by a node that allocated
+// the seq and died before writing it (docs/scale-out.md §3.2); clients
+// would wait for it forever. A writer that is merely slow loses nothing:
+// its write then meets the tombstone under the primary key and is written
+// again under a fresh seq, like any seq conflict.
+const holeGrace = 3 * time.Second
+
+// tombstoneHoles writes a tombstone for every seq missing from msgs (the
+// seqs after k.after) below a message stored more than holeGrace ago, and
+// reports whether it wrote any.
+func (p *pages) tombstoneHoles(k pageKey, msgs []StoredMessage) bool {
+	const most = 256 // per page: a wider hole takes a few pulls
+	next, wrote := k.after+1, 0
+	for _, m := range msgs {
+		if m.Seq > next && time.Since(m.CreatedAt) > holeGrace {
+			for seq := next; seq < m.Seq && wrote < most; seq++ {
+				p.tombstone(StoredMessage{Conv: k.conv, Seq: seq, CreatedAt: m.CreatedAt}, errors.New("a hole below a stored seq"))
+				wrote++
+			}
+		}
+		next = m.Seq + 1
+	}
+	if wrote > 0 {
+		p.log.Warn("chat: tombstoned seqs missing below stored ones (a node died between allocating and writing them)", "conv", k.conv, "after", k.after, "seqs", wrote)
+	}
+	return wrote > 0
+}
+
 func (s *Server) handlePull(ctx context.Context, c *conn, f chat.Frame) {
 	if !s.access(c, f.Conv) {
-		c.sendError(f.Ref, chat.ErrForbidden, "not a member of "+f.Conv)
+		c.fail(f, chat.ErrForbidden, "not a member of "+f.Conv)
+		return
+	}
+	if f.After > chat.MaxSeq {
+		c.fail(f, chat.ErrInvalid, "after: at most 2^63-1")
 		return
 	}
 	var codec byte
 	if f.Codec != "" {
 		var ok bool
 		if codec, ok = chat.CodecByName(f.Codec); !ok {
-			c.sendError(f.Ref, chat.ErrInvalid, fmt.Sprintf("codec %q: want %q, %q or none", f.Codec, chat.CodecNameZstd, chat.CodecNameDeflate))
+			c.fail(f, chat.ErrInvalid, fmt.Sprintf("codec %q: want %q, %q or none", f.Codec, chat.CodecNameZstd, chat.CodecNameDeflate))
 			return
 		}
 	}
@@ -231,7 +293,7 @@ func (s *Server) handlePull(ctx context.Context, c *conn, f chat.Frame) {
 		limit = s.opts.PullMax
 	}
 	if !c.reservePull(pullsInFlight) {
-		c.sendError(f.Ref, chat.ErrRateLimited, fmt.Sprintf("at most %d pulls in flight", pullsInFlight))
+		c.fail(f, chat.ErrRateLimited, fmt.Sprintf("at most %d pulls in flight", pullsInFlight))
 		return
 	}
 	k := pageKey{conv: f.Conv, after: f.After, limit: limit, codec: codec}
@@ -246,7 +308,7 @@ func (s *Server) handlePull(ctx context.Context, c *conn, f chat.Frame) {
 	e, err := s.pages.get(ctx, k, top)
 	if err != nil {
 		c.releasePull()
-		c.sendError(f.Ref, chat.ErrUnavailable, "pull unavailable; retry")
+		c.fail(f, chat.ErrUnavailable, "pull unavailable; retry")
 		return
 	}
 	c.sendPage(e.frame)

@@ -39,7 +39,7 @@ func TestRetriesBeyondTheDedupeMemoryAreStoredOnce(t *testing.T) {
 	if got := send("b", "second again", 2); got != b {
 		t.Fatalf("a remembered retry got seq %d, want %d", got, b)
 	}
-	msgs, err := srv.store.History(context.Background(), lobby, 0, 0, 100)
+	msgs, err := srv.store.HistoryBefore(context.Background(), lobby, 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

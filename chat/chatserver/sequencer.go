@@ -2,57 +2,36 @@ package chatserver
 
 import (
 	"context"
-	"sync"
+	"errors"
 )
 
 // Sequencer allocates per-conversation sequence numbers. A number is
 // allocated before its message is written; one that is never written
-// becomes a tombstone.
+// becomes a tombstone. MemorySequencer (sequencer_memory.go) is the
+// single node's, RedisSequencer (sequencer_redis.go) every node's.
 type Sequencer interface {
 	Next(ctx context.Context, conv string) (uint64, error)
 }
 
-// MemorySequencer counts in process, seeded from the store's highest seq
-// the first time a conversation is used. Single node only: with several
-// chat nodes use a shared sequencer (Redis INCR).
-type MemorySequencer struct {
-	store Store
-	mu    sync.Mutex
-	convs map[string]*seqCounter
+// seqObserver is a Sequencer told of every stored message the node
+// learns of (RedisSequencer: its floor).
+type seqObserver interface {
+	Observe(conv string, seq uint64)
 }
 
-type seqCounter struct {
-	once sync.Once
-	err  error
-	mu   sync.Mutex
-	n    uint64
+// seqRefresher is a Sequencer that can raise its counter of a
+// conversation above everything stored.
+type seqRefresher interface {
+	Refresh(ctx context.Context, conv string) error
 }
 
-var _ Sequencer = (*MemorySequencer)(nil)
-
-// NewMemorySequencer returns a sequencer seeded from store.
-func NewMemorySequencer(store Store) *MemorySequencer {
-	return &MemorySequencer{store: store, convs: map[string]*seqCounter{}}
+// seqFloorStore is what a sequencer needs of the store: the highest seq
+// stored in a conversation, tombstones included.
+type seqFloorStore interface {
+	MaxSeq(ctx context.Context, conv string) (uint64, error)
 }
 
-// Next implements Sequencer.
-func (s *MemorySequencer) Next(ctx context.Context, conv string) (uint64, error) {
-	s.mu.Lock()
-	c, ok := s.convs[conv]
-	if !ok {
-		c = &seqCounter{}
-		s.convs[conv] = c
-	}
-	s.mu.Unlock()
-	c.once.Do(func() { c.n, c.err = s.store.MaxSeq(ctx, conv) })
-	if c.err != nil {
-		s.mu.Lock()
-		delete(s.convs, conv) // seed again next time
-		s.mu.Unlock()
-		return 0, c.err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.n++
-	return c.n, nil
-}
+// ErrSeqUnavailable marks an allocation the shared sequencer could not
+// make (Redis down, read-only, out of memory): nothing was allocated, and
+// the send may be retried later.
+var ErrSeqUnavailable = errors.New("chat: sequence numbers unavailable")

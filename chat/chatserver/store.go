@@ -44,30 +44,37 @@ type Cursor struct {
 // TableName pins the table name.
 func (Cursor) TableName() string { return "chat_cursors" }
 
-// Store keeps messages and cursors.
+// Store is everything a chat node keeps: messages, read positions and
+// mutes. Each part of the node takes only the piece it uses (a
+// MessageStore, CursorStore, MuteStore or narrower, declared beside it);
+// GormStore implements them all.
 type Store interface {
-	// Append writes messages atomically: all or none.
+	MessageStore
+	CursorStore
+	MuteStore
+	Close() error
+}
+
+// MessageStore keeps messages under their (conversation, seq).
+type MessageStore interface {
+	// Append writes messages atomically: all or none. It fails with
+	// ErrDuplicate when a message's client_msg_id is stored, ErrSeqTaken
+	// when its (conv, seq) is held by another message.
 	Append(ctx context.Context, msgs []StoredMessage) error
 	MaxSeq(ctx context.Context, conv string) (uint64, error)
 	MaxSeqs(ctx context.Context, convs []string) (map[string]uint64, error)
 	FindByClientID(ctx context.Context, conv string, sender uint64, clientMsgID string) (StoredMessage, bool, error)
-	// History pages by seq: after > 0 gives seqs above it ascending;
-	// otherwise seqs below before (0: the newest) with the newest last.
-	History(ctx context.Context, conv string, before, after uint64, limit int) ([]StoredMessage, error)
-	// SaveCursors raises positions; they never go down.
-	SaveCursors(ctx context.Context, cs []Cursor) error
-	Cursors(ctx context.Context, userID uint64) ([]Cursor, error)
+	// HistoryBefore returns the newest limit messages below before (0:
+	// the newest of all), oldest first.
+	HistoryBefore(ctx context.Context, conv string, before uint64, limit int) ([]StoredMessage, error)
+	// HistoryAfter returns the first limit messages above after (0: from
+	// the first message), oldest first.
+	HistoryAfter(ctx context.Context, conv string, after uint64, limit int) ([]StoredMessage, error)
 	// DirectConvs lists the direct conversations of a user that hold messages.
 	DirectConvs(ctx context.Context, userID uint64) ([]string, error)
 	// MarkDeleted turns a text message into a deleted one without a body;
 	// it reports whether there was such a message.
 	MarkDeleted(ctx context.Context, conv string, seq uint64) (bool, error)
-	// SaveMute records or replaces a user's mute; DeleteMute lifts it.
-	SaveMute(ctx context.Context, m Mute) error
-	DeleteMute(ctx context.Context, userID uint64) error
-	// Mutes lists the mutes that end after now.
-	Mutes(ctx context.Context, now time.Time) ([]Mute, error)
-	Close() error
 }
 
 // Mute bars a user from sending until Until.
@@ -83,13 +90,27 @@ func (Mute) TableName() string { return "chat_mutes" }
 // ErrDuplicate reports a message whose client_msg_id was already stored.
 var ErrDuplicate = errors.New("chat: duplicate client message id")
 
+// ErrSeqTaken reports a message whose (conv, seq) is already held by
+// another message: another writer stored it (with several nodes, a shared
+// sequencer that lost its counters hands out a stored seq once). Nothing
+// of the batch is stored; the seq is not the writer's to tombstone.
+var ErrSeqTaken = errors.New("chat: sequence number already stored")
+
 // GormStore is the Store on gorm: SQLite (pure Go, WAL) by default,
 // PostgreSQL when scaled out.
 type GormStore struct {
 	db *gorm.DB
 }
 
-var _ Store = (*GormStore)(nil)
+var (
+	_ Store         = (*GormStore)(nil)
+	_ MessageStore  = (*GormStore)(nil)
+	_ CursorStore   = (*GormStore)(nil)
+	_ MuteStore     = (*GormStore)(nil)
+	_ commitStore   = (*GormStore)(nil)
+	_ historyReader = (*GormStore)(nil)
+	_ seqFloorStore = (*GormStore)(nil)
+)
 
 // OpenStore opens driver ("sqlite" or "postgres") at dsn and migrates.
 func OpenStore(driver, dsn string) (*GormStore, error) {
@@ -112,7 +133,7 @@ func (s *GormStore) Close() error {
 	return sqlDB.Close()
 }
 
-// Append implements Store.
+// Append implements MessageStore.
 func (s *GormStore) Append(ctx context.Context, msgs []StoredMessage) error {
 	for i := range msgs {
 		msgs[i].ConvDedupe = msgs[i].Conv
@@ -121,12 +142,30 @@ func (s *GormStore) Append(ctx context.Context, msgs []StoredMessage) error {
 		return tx.CreateInBatches(msgs, 200).Error
 	})
 	if errors.Is(err, gorm.ErrDuplicatedKey) {
-		return ErrDuplicate
+		return s.whichDuplicate(ctx, msgs)
 	}
 	return err
 }
 
-// MaxSeq implements Store.
+// whichDuplicate tells the two unique keys apart after a refused batch
+// (the engines' errors do not portably name the constraint): when a
+// message's client id is stored, the batch repeated a send (ErrDuplicate);
+// otherwise its seq was taken (ErrSeqTaken). A message whose send and seq
+// are both stored is a repeat.
+func (s *GormStore) whichDuplicate(ctx context.Context, msgs []StoredMessage) error {
+	for _, m := range msgs {
+		_, found, err := s.FindByClientID(ctx, m.Conv, m.SenderID, m.ClientMsgID)
+		if err != nil {
+			return fmt.Errorf("telling a duplicate send from a taken seq: %w", err)
+		}
+		if found {
+			return ErrDuplicate
+		}
+	}
+	return ErrSeqTaken
+}
+
+// MaxSeq implements MessageStore.
 func (s *GormStore) MaxSeq(ctx context.Context, conv string) (uint64, error) {
 	var n *uint64
 	err := s.db.WithContext(ctx).Model(&StoredMessage{}).Where("conv = ?", conv).Select("max(seq)").Scan(&n).Error
@@ -136,7 +175,7 @@ func (s *GormStore) MaxSeq(ctx context.Context, conv string) (uint64, error) {
 	return *n, nil
 }
 
-// MaxSeqs implements Store.
+// MaxSeqs implements MessageStore.
 func (s *GormStore) MaxSeqs(ctx context.Context, convs []string) (map[string]uint64, error) {
 	out := map[string]uint64{}
 	if len(convs) == 0 {
@@ -155,7 +194,7 @@ func (s *GormStore) MaxSeqs(ctx context.Context, convs []string) (map[string]uin
 	return out, err
 }
 
-// FindByClientID implements Store.
+// FindByClientID implements MessageStore.
 func (s *GormStore) FindByClientID(ctx context.Context, conv string, sender uint64, id string) (StoredMessage, bool, error) {
 	var m StoredMessage
 	err := s.db.WithContext(ctx).Where("conv_dedupe = ? AND sender_id = ? AND client_msg_id = ?", conv, sender, id).Limit(1).Find(&m).Error
@@ -165,13 +204,22 @@ func (s *GormStore) FindByClientID(ctx context.Context, conv string, sender uint
 	return m, m.Seq != 0, nil
 }
 
-// History implements Store.
-func (s *GormStore) History(ctx context.Context, conv string, before, after uint64, limit int) ([]StoredMessage, error) {
+// HistoryAfter implements MessageStore.
+func (s *GormStore) HistoryAfter(ctx context.Context, conv string, after uint64, limit int) ([]StoredMessage, error) {
+	if after > chat.MaxSeq {
+		return nil, nil
+	}
+	var out []StoredMessage
+	err := s.db.WithContext(ctx).Where("conv = ? AND seq > ?", conv, after).Order("seq ASC").Limit(limit).Find(&out).Error
+	return out, err
+}
+
+// HistoryBefore implements MessageStore.
+func (s *GormStore) HistoryBefore(ctx context.Context, conv string, before uint64, limit int) ([]StoredMessage, error) {
 	var out []StoredMessage
 	q := s.db.WithContext(ctx).Where("conv = ?", conv)
-	if after > 0 {
-		err := q.Where("seq > ?", after).Order("seq ASC").Limit(limit).Find(&out).Error
-		return out, err
+	if before > chat.MaxSeq {
+		before = 0 // every seq is below it
 	}
 	if before > 0 {
 		q = q.Where("seq < ?", before)
@@ -185,7 +233,7 @@ func (s *GormStore) History(ctx context.Context, conv string, before, after uint
 	return out, nil
 }
 
-// SaveCursors implements Store.
+// SaveCursors implements CursorStore.
 func (s *GormStore) SaveCursors(ctx context.Context, cs []Cursor) error {
 	if len(cs) == 0 {
 		return nil
@@ -199,14 +247,14 @@ func (s *GormStore) SaveCursors(ctx context.Context, cs []Cursor) error {
 	}).Create(&cs).Error
 }
 
-// Cursors implements Store.
+// Cursors implements CursorStore.
 func (s *GormStore) Cursors(ctx context.Context, userID uint64) ([]Cursor, error) {
 	var out []Cursor
 	err := s.db.WithContext(ctx).Where("user_id = ?", userID).Find(&out).Error
 	return out, err
 }
 
-// DirectConvs implements Store.
+// DirectConvs implements MessageStore.
 func (s *GormStore) DirectConvs(ctx context.Context, userID uint64) ([]string, error) {
 	var out []string
 	id := fmt.Sprint(userID)
@@ -215,7 +263,7 @@ func (s *GormStore) DirectConvs(ctx context.Context, userID uint64) ([]string, e
 	return out, err
 }
 
-// MarkDeleted implements Store.
+// MarkDeleted implements MessageStore.
 func (s *GormStore) MarkDeleted(ctx context.Context, conv string, seq uint64) (bool, error) {
 	r := s.db.WithContext(ctx).Model(&StoredMessage{}).
 		Where("conv = ? AND seq = ? AND kind = ?", conv, seq, chat.KindText).
@@ -223,17 +271,17 @@ func (s *GormStore) MarkDeleted(ctx context.Context, conv string, seq uint64) (b
 	return r.RowsAffected > 0, r.Error
 }
 
-// SaveMute implements Store.
+// SaveMute implements MuteStore.
 func (s *GormStore) SaveMute(ctx context.Context, m Mute) error {
 	return s.db.WithContext(ctx).Save(&m).Error
 }
 
-// DeleteMute implements Store.
+// DeleteMute implements MuteStore.
 func (s *GormStore) DeleteMute(ctx context.Context, userID uint64) error {
 	return s.db.WithContext(ctx).Where("user_id = ?", userID).Delete(&Mute{}).Error
 }
 
-// Mutes implements Store.
+// Mutes implements MuteStore.
 func (s *GormStore) Mutes(ctx context.Context, now time.Time) ([]Mute, error) {
 	var out []Mute
 	err := s.db.WithContext(ctx).Where("until > ?", now).Find(&out).Error

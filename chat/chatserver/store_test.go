@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/roomnet/roomnet/internal/dbtest"
 )
 
@@ -65,17 +67,24 @@ func TestStoreOnEveryEngine(t *testing.T) {
 			if err != nil || tops["room:a"] != 25 || tops["room:b"] != 1 || tops["room:none"] != 0 {
 				t.Fatalf("max seqs %v %v", tops, err)
 			}
-			newest, err := s.History(ctx, "room:a", 0, 0, 5)
+			newest, err := s.HistoryBefore(ctx, "room:a", 0, 5)
 			if err != nil || len(newest) != 5 || newest[0].Seq != 21 || newest[4].Seq != 25 {
 				t.Fatalf("newest page: %v %v", seqsOf(newest), err)
 			}
-			older, _ := s.History(ctx, "room:a", 21, 0, 5)
+			older, _ := s.HistoryBefore(ctx, "room:a", 21, 5)
 			if len(older) != 5 || older[0].Seq != 16 || older[4].Seq != 20 {
 				t.Fatalf("before page: %v", seqsOf(older))
 			}
-			after, _ := s.History(ctx, "room:a", 0, 22, 10)
+			after, _ := s.HistoryAfter(ctx, "room:a", 22, 10)
 			if len(after) != 3 || after[0].Seq != 23 {
 				t.Fatalf("after page: %v", seqsOf(after))
+			}
+			first, _ := s.HistoryAfter(ctx, "room:a", 0, 3)
+			if len(first) != 3 || first[0].Seq != 1 || first[2].Seq != 3 {
+				t.Fatalf("after 0 must start at the first message: %v", seqsOf(first))
+			}
+			if huge, err := s.HistoryAfter(ctx, "room:a", 1<<63, 3); err != nil || len(huge) != 0 {
+				t.Fatalf("after 2^63: %v %v", seqsOf(huge), err)
 			}
 			// Cursors only go up.
 			if err := s.SaveCursors(ctx, []Cursor{{UserID: 7, Conv: "room:a", Delivered: 10, Read: 4}}); err != nil {
@@ -115,29 +124,7 @@ func TestMemorySequencerSeedsFromStoreAndIsUnique(t *testing.T) {
 				t.Fatal(err)
 			}
 			seq := NewMemorySequencer(s)
-			var mu sync.Mutex
-			got := map[uint64]bool{}
-			var wg sync.WaitGroup
-			for range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for range 100 {
-						n, err := seq.Next(ctx, "lobby:x")
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						mu.Lock()
-						if got[n] {
-							t.Errorf("seq %d allocated twice", n)
-						}
-						got[n] = true
-						mu.Unlock()
-					}
-				}()
-			}
-			wg.Wait()
+			got := allocateConcurrently(t, "lobby:x", 8, 100, seq)
 			for n := uint64(42); n < 842; n++ {
 				if !got[n] {
 					t.Fatalf("seq %d missing: allocation must continue from the stored 41 without holes", n)
@@ -180,7 +167,7 @@ func TestGroupCommitBatchesAndTombstonesFailures(t *testing.T) {
 	for name, s := range openStores(t) {
 		t.Run(name, func(t *testing.T) {
 			fs := &failingStore{Store: s, failIDs: map[string]bool{"bad": true}}
-			c := newCommitter(fs, testLogger(), 64)
+			c := newCommitter(fs, NewMemorySequencer(fs), prometheus.NewCounter(prometheus.CounterOpts{Name: "x"}), testLogger(), 64)
 			results := make(chan error, 200)
 			var wg sync.WaitGroup
 			for i := range 200 {
@@ -211,15 +198,46 @@ func TestGroupCommitBatchesAndTombstonesFailures(t *testing.T) {
 				t.Fatalf("%d messages in %d batches: concurrent sends must share writes", msgs, batches)
 			}
 			// The failed seq is a tombstone: a gap fill sees it, never waits.
-			page, err := s.History(ctx, "room:gc", 0, 77, 1)
+			page, err := s.HistoryAfter(ctx, "room:gc", 77, 1)
 			if err != nil || len(page) != 1 || page[0].Seq != 78 || page[0].Kind != "tombstone" {
 				t.Fatalf("seq 78: %+v %v", page, err)
 			}
-			all, _ := s.History(ctx, "room:gc", 0, 0, 500)
+			all, _ := s.HistoryBefore(ctx, "room:gc", 0, 500)
 			if len(all) != 200 {
 				t.Fatalf("%d rows, want 199 messages and 1 tombstone", len(all))
 			}
 			t.Logf("%s: 200 messages in %d batches", name, batches)
 		})
 	}
+}
+
+// allocateConcurrently has perSeq goroutines on each sequencer allocate n
+// seqs of conv at once; it fails the test on an error or a seq allocated
+// twice and returns the set allocated.
+func allocateConcurrently(t *testing.T, conv string, perSeq, n int, seqs ...Sequencer) map[uint64]bool {
+	t.Helper()
+	var mu sync.Mutex
+	got := map[uint64]bool{}
+	var wg sync.WaitGroup
+	for _, seq := range seqs {
+		for range perSeq {
+			wg.Go(func() {
+				for range n {
+					s, err := seq.Next(context.Background(), conv)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					if got[s] {
+						t.Errorf("seq %d allocated twice", s)
+					}
+					got[s] = true
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return got
 }

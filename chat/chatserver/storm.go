@@ -1,12 +1,11 @@
 package chatserver
 
 import (
+	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
-
-	"github.com/roomnet/roomnet/chat"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // meterSlots divides a meter's window.
@@ -61,13 +60,21 @@ func (m *meter) rate(window time.Duration) float64 {
 // batches. Below Exit it returns to direct push. Critical messages are
 // always pushed, on the priority lane.
 type storms struct {
-	s           *Server
 	enter, exit float64
 	window      time.Duration
 	interval    time.Duration
+	log         *slog.Logger
+	changes     *prometheus.CounterVec // by the mode entered
 
 	mu    sync.Mutex
 	convs map[string]*stormConv
+}
+
+func newStorms(o Options, log *slog.Logger, changes *prometheus.CounterVec) *storms {
+	return &storms{
+		enter: o.StormEnter, exit: o.StormExit, window: o.StormWindow, interval: o.NotifyInterval,
+		log: log, changes: changes, convs: map[string]*stormConv{},
+	}
 }
 
 type stormConv struct {
@@ -93,8 +100,8 @@ func (st *storms) observe(conv string, seq uint64, now time.Time) bool {
 	sc.newest = max(sc.newest, seq)
 	if !sc.on && sc.meter.rate(st.window) >= st.enter {
 		sc.on, sc.since, sc.notified = true, now, seq-1
-		st.s.metrics.stormChanges.WithLabelValues("storm").Inc()
-		st.s.log.Info("lobby entered storm mode", "conv", conv, "rate", sc.meter.rate(st.window), "threshold", st.enter)
+		st.changes.WithLabelValues("storm").Inc()
+		st.log.Info("lobby entered storm mode", "conv", conv, "rate", sc.meter.rate(st.window), "threshold", st.enter)
 	}
 	return sc.on
 }
@@ -166,8 +173,8 @@ func (st *storms) tick(now time.Time) []announce {
 				sc.on = false
 				out = append(out, announce{conv, sc.newest, true})
 				sc.notified = sc.newest
-				st.s.metrics.stormChanges.WithLabelValues("direct").Inc()
-				st.s.log.Info("lobby left storm mode", "conv", conv, "rate", r, "threshold", st.exit, "lasted", now.Sub(sc.since).Round(time.Millisecond))
+				st.changes.WithLabelValues("direct").Inc()
+				st.log.Info("lobby left storm mode", "conv", conv, "rate", r, "threshold", st.exit, "lasted", now.Sub(sc.since).Round(time.Millisecond))
 			} else if sc.newest > sc.notified {
 				out = append(out, announce{conv, sc.newest, false})
 				sc.notified = sc.newest
@@ -180,14 +187,15 @@ func (st *storms) tick(now time.Time) []announce {
 	return out
 }
 
-func (st *storms) loop() {
-	defer st.s.wg.Done()
+// loop announces storming lobbies' news with notify until closing is
+// closed.
+func (st *storms) loop(closing <-chan struct{}, notify func(conv string, seq uint64, group int)) {
 	t := time.NewTicker(st.interval / notifyGroups)
 	defer t.Stop()
 	var due []announce
 	for group := 0; ; group = (group + 1) % notifyGroups {
 		select {
-		case <-st.s.closing:
+		case <-closing:
 			return
 		case now := <-t.C:
 			if group == 0 {
@@ -196,32 +204,11 @@ func (st *storms) loop() {
 			for _, a := range due {
 				switch {
 				case a.all && group == 0:
-					st.s.notifyAll(a.conv, a.seq, -1)
+					notify(a.conv, a.seq, -1)
 				case !a.all:
-					st.s.notifyAll(a.conv, a.seq, group)
+					notify(a.conv, a.seq, group)
 				}
 			}
 		}
 	}
-}
-
-// notifyAll sends one notify, encoded once, to the subscribers of conv in
-// notify group group (-1: all of them).
-func (s *Server) notifyAll(conv string, seq uint64, group int) {
-	b, err := chat.Encode(chat.Frame{Type: chat.TypeNotify, Conv: conv, Seq: seq})
-	if err != nil {
-		return
-	}
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
-	if err != nil {
-		return
-	}
-	n := 0
-	for _, c := range s.targets(conv) {
-		if group < 0 || int(c.group) == group {
-			c.sendNotify(outFrame{prepared: pm, conv: conv, seq: seq, notify: true})
-			n++
-		}
-	}
-	s.metrics.notifies.Add(float64(n))
 }

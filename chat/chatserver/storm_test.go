@@ -30,7 +30,13 @@ func (usersDirectory) Authenticate(_ context.Context, token string) (User, error
 	}
 	return User{ID: id, Name: token}, nil
 }
-func (usersDirectory) UserByName(context.Context, string) (User, error)  { return User{}, ErrNoUser }
+func (d usersDirectory) UserByName(ctx context.Context, name string) (User, error) {
+	u, err := d.Authenticate(ctx, name)
+	if err != nil {
+		return User{}, ErrNoUser
+	}
+	return u, nil
+}
 func (usersDirectory) RoomsOf(context.Context, uint64) ([]string, error) { return []string{"r1"}, nil }
 
 type testServer struct {
@@ -40,15 +46,38 @@ type testServer struct {
 
 func startServer(t *testing.T, o Options) *testServer {
 	t.Helper()
+	return startServerWith(t, o, nil)
+}
+
+// startServerWith starts a server whose store is wrap(the SQLite store)
+// and whose directory is o.Directory (default usersDirectory).
+func startServerWith(t *testing.T, o Options, wrap func(*GormStore) Store) *testServer {
+	t.Helper()
 	store, err := OpenStore("sqlite", dbtest.Engines(t)[0].DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.Store, o.Directory, o.Logger = store, usersDirectory{}, testLogger()
+	o.Store, o.Logger = store, testLogger()
+	if wrap != nil {
+		o.Store = wrap(store)
+	}
+	return serve(t, o, func() { store.Close() })
+}
+
+// serve starts a chat server with o, a test directory and generous rates
+// where o leaves them unset, behind an httptest server; at the test's end
+// it shuts the server down, then runs closers.
+func serve(t *testing.T, o Options, closers ...func()) *testServer {
+	t.Helper()
+	if o.Directory == nil {
+		o.Directory = usersDirectory{}
+	}
 	if o.SendPerSec == 0 {
 		o.SendPerSec, o.SendBurst = 10000, 10000
 	}
-	o.FramesPerSec, o.FramesBurst = 10000, 10000
+	if o.FramesPerSec == 0 {
+		o.FramesPerSec, o.FramesBurst = 10000, 10000
+	}
 	srv, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +88,9 @@ func startServer(t *testing.T, o Options) *testServer {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 		hs.Close()
-		store.Close()
+		for _, c := range closers {
+			c()
+		}
 	})
 	return &testServer{Server: srv, url: "ws" + strings.TrimPrefix(hs.URL, "http")}
 }
@@ -132,15 +163,24 @@ func dialRaw(t *testing.T, url, token string, d *websocket.Dialer) *rawClient {
 	r := &rawClient{ws: ws, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
+		unzip := chat.NewDecompressor()
+		tap := newFrameTap(t)
 		for {
-			_, b, err := ws.ReadMessage()
+			kind, b, err := ws.ReadMessage()
 			if err != nil {
 				r.mu.Lock()
 				r.err = err
 				r.mu.Unlock()
 				return
 			}
-			f, err := chat.Decode(b)
+			if kind == websocket.BinaryMessage {
+				if b, err = unzip.Decompress(b); err != nil {
+					t.Errorf("undecodable binary frame: %v", err)
+					return
+				}
+			}
+			tap.check(false, b)
+			f, err := chat.DecodeServer(b)
 			if err != nil {
 				t.Errorf("undecodable frame: %v", err)
 				return
@@ -157,6 +197,7 @@ func dialRaw(t *testing.T, url, token string, d *websocket.Dialer) *rawClient {
 func (r *rawClient) send(t *testing.T, f chat.Frame) {
 	t.Helper()
 	b, _ := chat.Encode(f)
+	checkFrame(t, true, b)
 	if err := r.ws.WriteMessage(websocket.TextMessage, b); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +223,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func dialSDK(t *testing.T, url, token string, mod func(*chatclient.Options)) *chatclient.Client {
 	t.Helper()
-	o := chatclient.Options{URL: url, Token: token}
+	o := chatclient.Options{URL: url, Token: token, Trace: newFrameTap(t).check}
 	if mod != nil {
 		mod(&o)
 	}
@@ -270,8 +311,8 @@ func countType(fs []chat.Frame, typ string, critical bool) int {
 }
 
 func TestStormMeterHysteresis(t *testing.T) {
-	s := &Server{metrics: newMetrics(nil, nil), log: testLogger()}
-	st := &storms{s: s, enter: 40, exit: 20, window: time.Second, interval: 100 * time.Millisecond, convs: map[string]*stormConv{}}
+	st := newStorms(Options{StormEnter: 40, StormExit: 20, StormWindow: time.Second, NotifyInterval: 100 * time.Millisecond},
+		testLogger(), newMetrics(nil, nil, nil).stormChanges)
 	now := time.Unix(1000, 0)
 	at := func(perSec int, d time.Duration) {
 		gap := time.Second / time.Duration(perSec)
@@ -296,10 +337,10 @@ func TestStormMeterHysteresis(t *testing.T) {
 	if st.count() == 1 {
 		t.Fatal("10/s must leave storm mode")
 	}
-	if got := testutil.ToFloat64(s.metrics.stormChanges.WithLabelValues("storm")); got != 1 {
+	if got := testutil.ToFloat64(st.changes.WithLabelValues("storm")); got != 1 {
 		t.Fatalf("%v storm entries counted, want 1", got)
 	}
-	if got := testutil.ToFloat64(s.metrics.stormChanges.WithLabelValues("direct")); got != 1 {
+	if got := testutil.ToFloat64(st.changes.WithLabelValues("direct")); got != 1 {
 		t.Fatalf("%v storm exits counted, want 1", got)
 	}
 	now = now.Add(5 * time.Second)

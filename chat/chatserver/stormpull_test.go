@@ -2,9 +2,11 @@ package chatserver
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/roomnet/roomnet/chat"
@@ -24,16 +26,29 @@ func TestStormPullsAreCappedAndShared(t *testing.T) {
 		subs[i] = dialRaw(t, srv.url, "u"+string(rune('1'+i)), nil)
 		subs[i].send(t, chat.Frame{Type: chat.TypeJoin, Conv: lobby, Ref: "j"})
 	}
-	pub := dialSDK(t, srv.url, "u9", nil)
-	discardEvents(t, pub)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := pub.Join(ctx, lobby); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); publish(t, pub, lobby, 3000, 2000, "storm") }()
-	defer func() { <-done }()
+	// The publisher is a raw client: an SDK would pull on every notify
+	// too, and its pages would count with the subscribers' below.
+	pub := dialRaw(t, srv.url, "u9", nil)
+	pub.send(t, chat.Frame{Type: chat.TypeJoin, Conv: lobby, Ref: "pj"})
+	pub.answer(t, "pj")
+	done, stop := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second / 2000)
+		defer tick.Stop()
+		for i := range 3000 {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			b, _ := chat.Encode(chat.Frame{Type: chat.TypeSend, Conv: lobby, ClientMsgID: fmt.Sprint("storm-", i), Body: "storm"})
+			if pub.ws.WriteMessage(websocket.TextMessage, b) != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
 	waitFor(t, 5*time.Second, "storm mode", func() bool { return srv.Stats().Storms == 1 })
 
 	notifies := func(c *rawClient) (int, uint64) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/roomnet/roomnet/config"
 	"github.com/roomnet/roomnet/controlplane/headscale/embedded"
+	"github.com/roomnet/roomnet/internal/redisconn"
 	"github.com/roomnet/roomnet/roomnetd"
 )
 
@@ -36,6 +37,7 @@ func run() error {
 		return err
 	}
 	log := newLogger(cfg)
+	redisconn.RouteLogs(log) // go-redis's process-wide logger, once
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -15,14 +14,22 @@ import (
 	"github.com/roomnet/roomnet/roomnet"
 )
 
-// The admin routes: all under /admin, admins only (requireAdmin), every
-// action that changes something recorded in the audit log.
+// The staff routes under /admin: who may call each is in roles.go; every
+// action that changes something is recorded in the audit log.
 
 func (s *server) adminOverview(c echo.Context) error {
 	if s.overview == nil {
 		return cp.ErrNotFound
 	}
-	ov, err := s.overview(c.Request().Context())
+	var window time.Duration
+	switch r := c.QueryParam("range"); r {
+	case "":
+	case "15m", "1h", "24h":
+		window, _ = time.ParseDuration(r)
+	default:
+		return badRequest(roomnet.CodeBadRequest, "range: 15m, 1h or 24h")
+	}
+	ov, err := s.overview(c.Request().Context(), window)
 	if err != nil {
 		return fmt.Errorf("reading figures: %w", err)
 	}
@@ -52,7 +59,7 @@ func (s *server) adminRooms(c echo.Context) error {
 	}
 	out := roomnet.RoomList{Rooms: make([]roomnet.Room, len(rooms))}
 	for i, r := range rooms {
-		out.Rooms[i] = roomView(r, true)
+		out.Rooms[i] = roomView(r, actor(c).IsAdmin()) // invites: admins only
 	}
 	if len(rooms) == page {
 		out.Next = rooms[len(rooms)-1].ID
@@ -69,14 +76,23 @@ type eventView struct {
 }
 
 // adminEvents streams membership events as server-sent events until the
-// client goes or the server stops. Delivery is at most once (the hub's):
-// the panel re-reads the lists it shows on every event and on reconnect.
+// client goes, the server stops, or the session that opened it ends: its
+// token revoked (logout) or expired, its user banned or no longer staff. Revocation and bans end it at once (their events); the token is
+// also checked again at every keepalive, as the hub may drop events.
+// Delivery is at most once (the hub's): the panel re-reads the lists it
+// shows on every event and on reconnect.
 func (s *server) adminEvents(c echo.Context) error {
 	if s.events == nil {
 		return cp.ErrNotFound
 	}
+	me := actor(c)
+	token, _ := c.Get(ctxToken).(string)
+	session := cp.SessionID(token)
+	expires, _ := c.Get(ctxExpires).(time.Time)
 	ch, unsubscribe := s.events.Subscribe(256)
 	defer unsubscribe()
+	expiry := time.NewTimer(time.Until(expires))
+	defer expiry.Stop()
 	w := c.Response()
 	h := w.Header()
 	h.Set(echo.HeaderContentType, "text/event-stream")
@@ -92,11 +108,23 @@ func (s *server) adminEvents(c echo.Context) error {
 			return nil
 		case <-s.stop:
 			return nil
+		case <-expiry.C:
+			return nil
 		case <-keepalive.C:
+			if u, err := s.svc.Authenticate(c.Request().Context(), token); err != nil || !u.CanModerate() {
+				return nil
+			}
 			fmt.Fprint(w, ": keepalive\n\n")
 		case ev, ok := <-ch:
 			if !ok {
 				return nil
+			}
+			switch {
+			case ev.Type == cp.EventSessionEnded && ev.Session == session,
+				ev.Type == cp.EventUserBanned && ev.UserID == me.ID:
+				return nil
+			case ev.Type == cp.EventSessionEnded:
+				continue // not a membership event
 			}
 			b, err := json.Marshal(eventView{Type: string(ev.Type), RoomID: ev.RoomID, Username: ev.Username, At: ev.At})
 			if err != nil {
@@ -124,7 +152,7 @@ func (s *server) adminAudit(c echo.Context) error {
 	}
 	out := roomnet.AuditList{Entries: make([]roomnet.AuditEntry, len(entries))}
 	for i, e := range entries {
-		out.Entries[i] = roomnet.AuditEntry{ID: e.ID, At: e.At, Actor: e.Actor, Action: e.Action, Target: e.Target, Detail: e.Detail}
+		out.Entries[i] = auditView(e)
 	}
 	if len(entries) == page {
 		out.Next = entries[len(entries)-1].ID
@@ -141,12 +169,11 @@ func (s *server) adminSetRole(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.svc.Audit(c.Request().Context(), actor(c), cp.AuditRole, u.Username, req.Role)
 	return c.JSON(http.StatusOK, userView(u))
 }
 
-// maxMute bounds a mute; longer is a ban.
-const maxMute = 30 * 24 * time.Hour
+// The chat moderation routes exist only with chat (s.mod); their rules
+// and audit live in the service.
 
 func (s *server) adminMute(c echo.Context) error {
 	if s.mod == nil {
@@ -156,22 +183,10 @@ func (s *server) adminMute(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	d := time.Duration(req.Seconds) * time.Second
-	if req.Seconds < 1 || d > maxMute {
-		return cp.Invalid("seconds: 1 to %d", int(maxMute.Seconds()))
-	}
-	if err := validReason(req.Reason); err != nil {
-		return err
-	}
-	u, err := s.svc.UserByName(c.Request().Context(), actor(c), c.Param("username"))
+	u, until, err := s.svc.Mute(c.Request().Context(), actor(c), c.Param("username"), int64(req.Seconds), req.Reason)
 	if err != nil {
 		return err
 	}
-	until := time.Now().Add(d).UTC()
-	if err := s.mod.Mute(c.Request().Context(), u.ID, until, req.Reason); err != nil {
-		return err
-	}
-	s.svc.Audit(c.Request().Context(), actor(c), cp.AuditMute, u.Username, fmt.Sprintf("until %s %s", until.Format(time.RFC3339), req.Reason))
 	return c.JSON(http.StatusOK, roomnet.MuteState{Username: u.Username, Until: &until})
 }
 
@@ -179,14 +194,10 @@ func (s *server) adminUnmute(c echo.Context) error {
 	if s.mod == nil {
 		return cp.ErrNotFound
 	}
-	u, err := s.svc.UserByName(c.Request().Context(), actor(c), c.Param("username"))
+	u, err := s.svc.Unmute(c.Request().Context(), actor(c), c.Param("username"))
 	if err != nil {
 		return err
 	}
-	if err := s.mod.Unmute(c.Request().Context(), u.ID); err != nil {
-		return err
-	}
-	s.svc.Audit(c.Request().Context(), actor(c), cp.AuditUnmute, u.Username, "")
 	return c.JSON(http.StatusOK, roomnet.MuteState{Username: u.Username})
 }
 
@@ -198,13 +209,9 @@ func (s *server) adminDeleteMessage(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	if req.Conv == "" || len(req.Conv) > 80 || req.Seq == 0 {
-		return cp.Invalid("conv and seq: required")
-	}
-	if err := s.mod.DeleteMessage(c.Request().Context(), req.Conv, req.Seq); err != nil {
+	if err := s.svc.DeleteMessage(c.Request().Context(), actor(c), req.Conv, req.Seq); err != nil {
 		return err
 	}
-	s.svc.Audit(c.Request().Context(), actor(c), cp.AuditDeleteMessage, fmt.Sprintf("%s#%d", req.Conv, req.Seq), "")
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -216,20 +223,52 @@ func (s *server) adminAnnounce(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	if req.Text == "" || len(req.Text) > 1000 || !utf8.ValidString(req.Text) {
-		return cp.Invalid("text: 1 to 1000 bytes of UTF-8")
-	}
-	seq, err := s.mod.Announce(c.Request().Context(), req.Conv, req.Text)
+	seq, err := s.svc.Announce(c.Request().Context(), actor(c), req.Conv, req.Text)
 	if err != nil {
 		return err
 	}
-	s.svc.Audit(c.Request().Context(), actor(c), cp.AuditAnnounce, fmt.Sprintf("%s#%d", req.Conv, seq), req.Text)
 	return c.JSON(http.StatusOK, map[string]uint64{"seq": seq})
 }
 
-func validReason(r string) error {
-	if len(r) > 200 || !utf8.ValidString(r) {
-		return cp.Invalid("reason: at most 200 bytes of UTF-8")
+func (s *server) adminPurgeMessages(c echo.Context) error {
+	if s.mod == nil {
+		return cp.ErrNotFound
 	}
-	return nil
+	var req roomnet.PurgeMessages
+	if err := decodeOptional(c, &req); err != nil {
+		return err
+	}
+	username := c.Param("username")
+	n, err := s.svc.PurgeMessages(c.Request().Context(), actor(c), username, req.Conv)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, roomnet.Purged{Username: username, Purged: n})
+}
+
+func (s *server) adminProfile(c echo.Context) error {
+	p, err := s.svc.Profile(c.Request().Context(), actor(c), c.Param("username"))
+	if err != nil {
+		return err
+	}
+	out := roomnet.UserProfile{User: userView(p.User), Rooms: make([]roomnet.ProfileRoom, len(p.Rooms)), History: make([]roomnet.AuditEntry, len(p.History))}
+	if p.Banned {
+		out.Ban = &roomnet.BanInfo{At: *p.User.BannedAt, Until: p.User.BanUntil, Reason: p.User.BanReason}
+	}
+	if p.MutedUntil != nil {
+		out.Mute = &roomnet.MuteInfo{Until: *p.MutedUntil, Reason: p.MuteReason}
+		out.User.MutedUntil = p.MutedUntil
+	}
+	for i, r := range p.Rooms {
+		out.Rooms[i] = roomnet.ProfileRoom{ID: r.ID, Name: r.Name, Game: r.Game, Host: r.HostName, Members: r.Members,
+			CreatedAt: r.CreatedAt, ClosedAt: r.ClosedAt, Current: r.State == cp.MemberActive && r.Open(), State: r.State, JoinedAt: r.JoinedAt}
+	}
+	for i, e := range p.History {
+		out.History[i] = auditView(e)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func auditView(e cp.AuditEntry) roomnet.AuditEntry {
+	return roomnet.AuditEntry{ID: e.ID, At: e.At, Actor: e.Actor, Action: e.Action, Target: e.Target, Detail: e.Detail}
 }

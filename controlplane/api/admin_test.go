@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -170,6 +171,14 @@ func TestModeratorDeletesMutesAndAnnounces(t *testing.T) {
 	requireCode(t, err, 400, roomnet.CodeBadRequest)
 	_, err = h.Admin.Mute(ctx, "pete", 400*24*time.Hour, "")
 	requireCode(t, err, 400, roomnet.CodeBadRequest)
+	// Counts whose nanoseconds overflow are refused, not wrapped into a
+	// short (or negative) mute.
+	for _, secs := range []int{18446744074, math.MaxInt64} {
+		err = h.Admin.Do(ctx, "POST", "/api/v1/admin/users/pete/mute", roomnet.Mute{Seconds: secs}, nil)
+		requireCode(t, err, 400, roomnet.CodeBadRequest)
+	}
+	err = h.Admin.Do(ctx, "POST", "/api/v1/admin/chat/announce", roomnet.Announce{Conv: "room:nosuchroom", Text: "x"}, nil)
+	requireCode(t, err, 404, roomnet.CodeNotFound)
 
 	var ann struct{ Seq uint64 }
 	require.NoError(t, h.Admin.Do(ctx, "POST", "/api/v1/admin/chat/announce", roomnet.Announce{Conv: "lobby:main", Text: "maintenance at 22:00"}, &ann))
@@ -221,7 +230,34 @@ func TestPathReportsReachAdminsOnly(t *testing.T) {
 	err = sam.ReportPaths(ctx, room.ID, []roomnet.Link{{Peer: "rita", RTTMS: -1}})
 	requireCode(t, err, 400, roomnet.CodeBadRequest)
 
-	members, err := h.Admin.Members(ctx, room.ID)
+	members, err := rita.Members(ctx, room.ID)
+	require.NoError(t, err)
+	for _, m := range members {
+		if m.Username == "sam" {
+			require.Equal(t, links, m.Links, "members see the paths (no endpoints in these)")
+			require.Equal(t, "client", m.PathSource)
+		} else {
+			require.Empty(t, m.Links)
+		}
+	}
+	direct := []roomnet.Link{{Peer: "rita", IP: "100.64.0.1", Direct: true, Addr: "198.51.100.4:41641", RTTMS: 2}}
+	require.NoError(t, sam.ReportPaths(ctx, room.ID, direct))
+	members, err = rita.Members(ctx, room.ID)
+	require.NoError(t, err)
+	for _, m := range members {
+		if m.Username == "sam" {
+			require.Equal(t, []roomnet.Link{{Peer: "rita", IP: "100.64.0.1", Direct: true, RTTMS: 2}}, m.Links, "members do not see each other's endpoints")
+		}
+	}
+	members, err = h.Admin.Members(ctx, room.ID)
+	require.NoError(t, err)
+	for _, m := range members {
+		if m.Username == "sam" {
+			require.Equal(t, direct, m.Links, "admins do")
+		}
+	}
+	require.NoError(t, sam.ReportPaths(ctx, room.ID, links))
+	members, err = h.Admin.Members(ctx, room.ID)
 	require.NoError(t, err)
 	for _, m := range members {
 		if m.Username == "sam" {

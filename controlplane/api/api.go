@@ -7,7 +7,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,44 +16,54 @@ import (
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 
 	cp "github.com/roomnet/roomnet/controlplane"
+	"github.com/roomnet/roomnet/controlplane/apispec"
 	"github.com/roomnet/roomnet/controlplane/events"
+	"github.com/roomnet/roomnet/controlplane/limits"
 	"github.com/roomnet/roomnet/controlplane/relays"
 	"github.com/roomnet/roomnet/controlplane/service"
 	"github.com/roomnet/roomnet/controlplane/store"
 	"github.com/roomnet/roomnet/roomnet"
 )
 
-// Publisher receives the events of successful mutations.
-type Publisher interface {
-	Publish(ctx context.Context, events ...cp.Event)
-}
-
 // Options configures the API.
 type Options struct {
-	Service        *service.Service
-	Publisher      Publisher
-	Logger         *slog.Logger
-	Registry       *prometheus.Registry
-	Ready          func(ctx context.Context) error // nil error: ready for traffic
-	MaxBodyBytes   int64                           // default 64 KiB
-	AuthPerMinute  int                             // login/register attempts per client address
-	RequestsPerSec float64                         // per client address, all routes; default 50
-	Relays         *relays.Registry                // nil: no relay registration
-	RelayToken     string                          // shared secret relays heartbeat with; empty: registration off
+	Service       *service.Service
+	Logger        *slog.Logger
+	Registry      *prometheus.Registry
+	Ready         func(ctx context.Context) error // nil error: ready for traffic
+	MaxBodyBytes  int64                           // default 64 KiB
+	AuthPerMinute int                             // login/register attempts per client address
+	// LoginFailures wrong passwords per account within LoginFailureWindow
+	// (token bucket); defaults 10 and 10 minutes.
+	LoginFailures      int
+	LoginFailureWindow time.Duration
+	// ClientIP names a request's client address for the per-address
+	// limits; nil: the peer address (ClientIP(nil)).
+	ClientIP       func(*http.Request) string
+	RequestsPerSec float64 // per client address, all routes; default 50
+	// VerifyPerSec is POST /verify's rate per client address (a relay):
+	// default 100, with a bucket of 10 seconds' worth.
+	VerifyPerSec float64
+	// Limiter keeps every rate limit above; nil: this process's memory
+	// (one node). Give the nodes of a deployment one shared engine
+	// (limits.Redis behind limits.Fallback) and they share each budget.
+	Limiter    limits.Limiter
+	Relays     *relays.Registry // nil: no relay registration
+	RelayToken string           // shared secret relays heartbeat with; empty: registration off
 
-	// Moderator moderates chat for admins; nil: the chat routes answer 404.
+	// Moderator moderates chat for staff; nil: the chat routes answer 404.
 	Moderator Moderator
 	// Events streams membership events to the admin panel; nil: no stream.
 	Events *events.Hub
-	// Overview gives the dashboard's figures; nil: no dashboard figures.
-	Overview func(ctx context.Context) (roomnet.Overview, error)
+	// Overview gives the dashboard's figures over the last window (0:
+	// every kept sample); nil: no dashboard figures.
+	Overview func(ctx context.Context, window time.Duration) (roomnet.Overview, error)
 	// Origins are the origins besides the request's own host that browser
 	// sessions may come from (the public URL's, behind a proxy).
 	Origins []string
@@ -62,6 +71,10 @@ type Options struct {
 	SecureCookies bool
 	// Stop ends long-lived responses (the event stream) for a shutdown.
 	Stop <-chan struct{}
+	// Degraded, when set and ready, reports a part that is down while the
+	// server still serves (Redis of a multi-node deployment): /healthz
+	// then answers 200 {"status":"degraded","reason"}.
+	Degraded func(ctx context.Context) error
 }
 
 // Moderator is what the admin routes need of chat.
@@ -75,22 +88,26 @@ type Moderator interface {
 
 type server struct {
 	svc           *service.Service
-	pub           Publisher
 	log           *slog.Logger
 	relays        *relays.Registry
 	relayToken    string
 	mod           Moderator
 	events        *events.Hub
-	overview      func(ctx context.Context) (roomnet.Overview, error)
+	overview      func(ctx context.Context, window time.Duration) (roomnet.Overview, error)
 	origins       []string
 	secureCookies bool
 	stop          <-chan struct{}
+	limits        *rateLimits
 }
 
-// ctxToken is the echo context key of the request's token.
-const ctxToken = "token"
+// Echo context keys: the request's token and when it expires.
+const (
+	ctxToken   = "token"
+	ctxExpires = "expires"
+)
 
-// New returns the echo instance serving the API, /healthz and /metrics.
+// New returns the echo instance serving the API and /healthz. Metrics are
+// served apart (MetricsHandler), on a listener of their own.
 func New(o Options) *echo.Echo {
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 64 << 10
@@ -98,13 +115,27 @@ func New(o Options) *echo.Echo {
 	if o.RequestsPerSec == 0 {
 		o.RequestsPerSec = 50
 	}
+	if o.VerifyPerSec == 0 {
+		o.VerifyPerSec = 100
+	}
 	if o.AuthPerMinute == 0 {
 		o.AuthPerMinute = 30
 	}
-	s := &server{svc: o.Service, pub: o.Publisher, log: o.Logger, relays: o.Relays, relayToken: o.RelayToken,
+	if o.LoginFailures == 0 {
+		o.LoginFailures = 10
+	}
+	if o.LoginFailureWindow == 0 {
+		o.LoginFailureWindow = 10 * time.Minute
+	}
+	if o.ClientIP == nil {
+		o.ClientIP = ClientIP(nil)
+	}
+	s := &server{svc: o.Service, log: o.Logger, relays: o.Relays, relayToken: o.RelayToken,
 		mod: o.Moderator, events: o.Events, overview: o.Overview, origins: o.Origins, secureCookies: o.SecureCookies, stop: o.Stop}
+	s.limits = newRateLimits(s, o)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = o.ClientIP // c.RealIP, the key of every per-address limit
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.Recover())
 	e.Use(metricsMiddleware(o.Registry))
@@ -117,15 +148,26 @@ func New(o Options) *echo.Echo {
 		if err := o.Ready(ctx); err != nil {
 			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
 		}
+		if o.Degraded != nil {
+			if err := o.Degraded(ctx); err != nil {
+				return c.JSON(http.StatusOK, map[string]string{"status": "degraded", "reason": err.Error()})
+			}
+		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
 
-	v1 := e.Group(roomnet.APIVersionPrefix, rateLimit(rate.Limit(o.RequestsPerSec), int(2*o.RequestsPerSec)))
-	authLimit := rateLimit(rate.Limit(float64(o.AuthPerMinute)/60), o.AuthPerMinute)
+	// DERP admission for the relays, which call it on every connection:
+	// public, so limited per address through the shared limiter with a
+	// budget of its own that a relay's reconnect wave fits in (the
+	// embedded relay's calls all come from the loopback).
+	e.POST("/verify", s.verify, s.limits.perAddress(limitVerify, s.limits.verify))
+
+	v1 := e.Group(roomnet.APIVersionPrefix, s.limits.perAddress(limitAPI, s.limits.api))
+	authLimit := s.limits.perAddress(limitAuth, s.limits.auth)
 	v1.POST("/auth/register", s.register, authLimit, s.sameOriginOnly)
 	v1.POST("/auth/login", s.login, authLimit, s.sameOriginOnly)
 	v1.POST("/auth/session", s.createSession, authLimit, s.sameOriginOnly)
+	v1.GET(apispec.Path, echo.WrapHandler(apispec.Handler()))
 
 	if s.relays != nil {
 		v1.GET("/derpmap", s.derpMap)
@@ -134,7 +176,7 @@ func New(o Options) *echo.Echo {
 		}
 	}
 
-	a := v1.Group("", s.authenticate)
+	a := v1.Group("", s.authenticate, authorize) // who may call what: roles.go
 	if s.relays != nil {
 		a.GET("/relays", s.listRelays)
 	}
@@ -160,14 +202,21 @@ func New(o Options) *echo.Echo {
 	a.GET("/invites/:code", s.invite)
 	a.POST("/invites/:code/join", s.joinInvite, authLimit) // codes are guessable
 
-	adm := a.Group("/admin", requireAdmin)
+	adm := a.Group("/admin")
 	adm.GET("/overview", s.adminOverview)
 	adm.GET("/rooms", s.adminRooms)
+	adm.GET("/shards", s.adminShards)
+	adm.GET("/nodes", s.adminNodes)
+	adm.POST("/nodes/:shard/:id/expire", s.adminExpireNode)
+	adm.DELETE("/nodes/:shard/:id", s.adminDeleteNode)
+	adm.GET("/chat/history", s.adminChatHistory)
 	adm.GET("/events", s.adminEvents)
 	adm.GET("/audit", s.adminAudit)
 	adm.POST("/users/:username/role", s.adminSetRole)
 	adm.POST("/users/:username/mute", s.adminMute)
 	adm.DELETE("/users/:username/mute", s.adminUnmute)
+	adm.GET("/users/:username", s.adminProfile)
+	adm.POST("/users/:username/purge-messages", s.adminPurgeMessages)
 	adm.POST("/chat/delete", s.adminDeleteMessage)
 	adm.POST("/chat/announce", s.adminAnnounce)
 	return e
@@ -180,23 +229,6 @@ func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 		h.Set("Cache-Control", "no-store")
 		return next(c)
 	}
-}
-
-// rateLimit limits requests per client address with a token bucket.
-func rateLimit(r rate.Limit, burst int) echo.MiddlewareFunc {
-	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
-		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
-			Rate: r, Burst: burst, ExpiresIn: 10 * time.Minute,
-		}),
-		IdentifierExtractor: func(c echo.Context) (string, error) { return c.RealIP(), nil },
-		ErrorHandler: func(c echo.Context, err error) error {
-			return &apiError{status: http.StatusForbidden, code: roomnet.CodeForbidden, msg: "no client address"}
-		},
-		DenyHandler: func(c echo.Context, id string, err error) error {
-			c.Response().Header().Set("Retry-After", "1")
-			return &apiError{status: http.StatusTooManyRequests, code: roomnet.CodeRateLimited, msg: "too many requests; slow down"}
-		},
-	})
 }
 
 type apiError struct {
@@ -218,6 +250,7 @@ var domainErrors = []struct {
 }{
 	{cp.ErrInvalid, http.StatusBadRequest, roomnet.CodeBadRequest},
 	{cp.ErrUnauthorized, http.StatusUnauthorized, roomnet.CodeUnauthorized},
+	{cp.ErrBanned, http.StatusForbidden, roomnet.CodeBanned},
 	{cp.ErrForbidden, http.StatusForbidden, roomnet.CodeForbidden},
 	{cp.ErrNotFound, http.StatusNotFound, roomnet.CodeNotFound},
 	{cp.ErrUsernameTaken, http.StatusConflict, roomnet.CodeUsernameTaken},
@@ -230,6 +263,7 @@ var domainErrors = []struct {
 	{cp.ErrTooManyRooms, http.StatusConflict, roomnet.CodeTooManyRooms},
 	{cp.ErrSignupDisabled, http.StatusForbidden, roomnet.CodeSignupDisabled},
 	{cp.ErrUnavailable, http.StatusServiceUnavailable, roomnet.CodeUnavailable},
+	{cp.ErrCapacity, http.StatusServiceUnavailable, roomnet.CodeCapacity},
 }
 
 func (s *server) handleError(err error, c echo.Context) {
@@ -266,6 +300,9 @@ func (s *server) handleError(err error, c echo.Context) {
 		}
 		if !matched {
 			s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+		} else if code == roomnet.CodeCapacity {
+			c.Response().Header().Set("Retry-After", "30")
+			msg = "the server takes no new rooms right now: every coordination server is at its capacity; try again later (joining an existing room still works)"
 		} else if status == http.StatusServiceUnavailable {
 			s.log.Warn("request failed: coordination server", "path", c.Path(), "err", err)
 			msg = "the coordination server is unavailable; try again shortly"
@@ -275,10 +312,18 @@ func (s *server) handleError(err error, c echo.Context) {
 		_ = c.NoContent(status)
 		return
 	}
-	_ = c.JSON(status, roomnet.ErrorBody{Error: roomnet.ErrorDetail{Code: code, Message: msg}})
+	detail := roomnet.ErrorDetail{Code: code, Message: msg}
+	var be *cp.BanError
+	if errors.As(err, &be) {
+		detail.Until, detail.Reason = be.Until, be.Reason
+	}
+	_ = c.JSON(status, roomnet.ErrorBody{Error: detail})
 }
 
-// decode reads exactly one JSON object with no unknown fields into v.
+// decode reads exactly one JSON value into v, strictly: member names match
+// the field names exactly (encoding/json would take {"NAME":…} for
+// "name"), unknown and duplicate members are refused, and so are invalid
+// UTF-8 and trailing data.
 func decode(c echo.Context, v any) error {
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
@@ -288,16 +333,17 @@ func decode(c echo.Context, v any) error {
 		}
 		return err
 	}
+	return DecodeBody(body, v)
+}
+
+// DecodeBody is decode's parsing of a request body, on its own for tests
+// and fuzzing.
+func DecodeBody(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest(roomnet.CodeInvalidJSON, "a JSON body is required")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := jsonv2.Unmarshal(body, v, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return badRequest(roomnet.CodeInvalidJSON, "invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if dec.More() {
-		return badRequest(roomnet.CodeInvalidJSON, "invalid JSON: trailing data after the object")
 	}
 	return nil
 }
@@ -308,12 +354,6 @@ func decodeOptional(c echo.Context, v any) error {
 		return nil
 	}
 	return decode(c, v)
-}
-
-func (s *server) publish(c echo.Context, events []cp.Event) {
-	if s.pub != nil && len(events) > 0 {
-		s.pub.Publish(context.WithoutCancel(c.Request().Context()), events...)
-	}
 }
 
 func bearer(c echo.Context) string {
@@ -330,7 +370,7 @@ func bearer(c echo.Context) string {
 func (s *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		token, viaCookie := requestToken(c.Request())
-		u, err := s.svc.Authenticate(c.Request().Context(), token)
+		u, expires, err := s.svc.AuthenticateSession(c.Request().Context(), token)
 		if err != nil {
 			if errors.Is(err, cp.ErrUnauthorized) {
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="roomnet"`)
@@ -344,6 +384,7 @@ func (s *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Set("user", u)
 		c.Set(ctxToken, token)
+		c.Set(ctxExpires, expires)
 		return next(c)
 	}
 }
@@ -351,14 +392,18 @@ func (s *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 func actor(c echo.Context) cp.User { return c.Get("user").(cp.User) }
 
 func userView(u cp.User) roomnet.User {
-	return roomnet.User{ID: u.ID, Username: u.Username, Role: u.Role, CreatedAt: u.CreatedAt, Banned: u.BannedAt != nil}
+	v := roomnet.User{ID: u.ID, Username: u.Username, Role: u.Role, CreatedAt: u.CreatedAt, Banned: u.Banned(time.Now())}
+	if v.Banned {
+		v.BanUntil, v.BanReason = u.BanUntil, u.BanReason
+	}
+	return v
 }
 
 func roomView(r store.RoomSummary, withInvite bool) roomnet.Room {
 	v := roomnet.Room{
 		ID: r.ID, Name: r.Name, Game: r.Game, MaxPlayers: r.MaxPlayers, Public: r.Public,
 		HasPassword: r.PasswordHash != nil, Host: r.HostName, Members: r.Members,
-		CreatedAt: r.CreatedAt, ClosedAt: r.ClosedAt,
+		CreatedAt: r.CreatedAt, ClosedAt: r.ClosedAt, Shard: r.Shard,
 	}
 	if r.Ports != "" {
 		v.Ports = strings.Split(r.Ports, ",")

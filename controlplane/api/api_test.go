@@ -74,7 +74,9 @@ func TestBadInputIsRefusedAndStoresNothing(t *testing.T) {
 		{"kick without username", "POST", rooms + "/nope/kick", `{}`, 400, roomnet.CodeBadRequest},
 		{"unknown route", "GET", h.URL + "/api/v1/nothing", ``, 404, roomnet.CodeNotFound},
 		{"unknown room", "GET", rooms + "/nope", ``, 404, roomnet.CodeNotFound},
-		{"bad users cursor", "GET", h.URL + "/api/v1/users?after=x", ``, 400, roomnet.CodeBadRequest},
+		// The users list is for staff: a player is refused before the
+		// cursor is read; an admin's bad cursor is 400 (below).
+		{"users list by a player", "GET", h.URL + "/api/v1/users?after=x", ``, 403, roomnet.CodeForbidden},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,6 +85,9 @@ func TestBadInputIsRefusedAndStoresNothing(t *testing.T) {
 			require.Equal(t, tc.code, eb.Error.Code, eb.Error.Message)
 		})
 	}
+	status, eb := raw(t, "GET", h.URL+"/api/v1/users?after=x", h.Admin.Token(), ``)
+	require.Equal(t, 400, status, eb.Error.Message)
+	require.Equal(t, roomnet.CodeBadRequest, eb.Error.Code)
 	regCases := []struct{ name, body string }{
 		{"short username", `{"username":"ab","password":"password1"}`},
 		{"username with spaces", `{"username":"a b c","password":"password1"}`},
@@ -145,7 +150,7 @@ func TestEveryEndpointAuthenticatesAndAuthorizes(t *testing.T) {
 	_, err = bob.Room(ctx, priv.ID)
 	requireCode(t, err, 404, roomnet.CodeNotFound)
 	_, err = bob.Join(ctx, priv.ID, "")
-	requireCode(t, err, 403, roomnet.CodeForbidden)
+	requireCode(t, err, 404, roomnet.CodeNotFound)
 	_, err = bob.Members(ctx, priv.ID)
 	requireCode(t, err, 404, roomnet.CodeNotFound)
 	preview, err := bob.Invite(ctx, priv.InviteCode)
@@ -222,28 +227,47 @@ func TestLimits(t *testing.T) {
 }
 
 func TestHealthAndMetrics(t *testing.T) {
-	h := roomnettest.New(t)
+	h := roomnettest.New(t, func(s *roomnettest.Settings) { s.Config.Metrics.Listen = "127.0.0.1:0" })
 	alice := h.User("alice")
 	_, err := alice.CreateRoom(roomnettest.Context(t, 30*time.Second), roomnet.CreateRoom{Name: "r", MaxPlayers: 2, Public: true})
 	require.NoError(t, err)
-	get := func(path string) (int, string) {
+	get := func(url string) (int, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, "GET", h.URL+path, nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	status, body := get("/healthz")
-	require.Equal(t, 200, status, body)
-	status, body = get("/metrics")
+	// Ready once Headscale answers its health check (on a loaded machine
+	// a check may time out and mark it not ready until the next one).
+	require.Eventually(t, func() bool { status, _ := get(h.URL + "/healthz"); return status == 200 }, 30*time.Second, 100*time.Millisecond)
+	status, _ := get(h.URL + "/metrics")
+	require.Equal(t, 404, status, "metrics are not public on the API listener")
+	require.NotEmpty(t, h.Server.MetricsURL())
+	status, body := get(h.Server.MetricsURL())
 	require.Equal(t, 200, status)
 	require.Contains(t, body, "roomnet_rooms_open 1")
 	require.Contains(t, body, "roomnet_members_active 1")
 	require.Contains(t, body, "roomnet_headscale_ready 1")
 	require.Contains(t, body, `roomnet_http_requests_total{code="201",method="POST",route="/api/v1/rooms"} 1`)
+	status, _ = get(strings.TrimSuffix(h.Server.MetricsURL(), "/metrics") + "/api/v1/rooms")
+	require.Equal(t, 404, status, "the metrics listener serves metrics only")
+}
+
+// Metrics are off unless configured.
+func TestMetricsListenerIsOffByDefault(t *testing.T) {
+	h := roomnettest.New(t)
+	require.Empty(t, h.Server.MetricsURL())
+	// Not an API path: the web pages' not-found page answers it.
+	resp, err := http.Get(h.URL + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 404, resp.StatusCode)
+	require.NotContains(t, string(body), "roomnet_http_requests_total")
 }
 
 // The whole server runs on PostgreSQL too (rooms, members, chat tables).

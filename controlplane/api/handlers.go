@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -25,12 +26,21 @@ func (s *server) register(c echo.Context) error {
 }
 
 // credentialsLogin checks the request's credentials and issues a token.
+// Wrong passwords count against the account as well as the address.
 func (s *server) credentialsLogin(c echo.Context) (string, cp.User, time.Time, error) {
 	var req roomnet.Credentials
 	if err := decode(c, &req); err != nil {
 		return "", cp.User{}, time.Time{}, err
 	}
-	return s.svc.Login(c.Request().Context(), req.Username, req.Password)
+	refund, err := s.limits.reserveLogin(c, req.Username)
+	if err != nil {
+		return "", cp.User{}, time.Time{}, err
+	}
+	token, u, exp, err := s.svc.Login(c.Request().Context(), req.Username, req.Password)
+	if !errors.Is(err, cp.ErrUnauthorized) {
+		refund()
+	}
+	return token, u, exp, err
 }
 
 func (s *server) login(c echo.Context) error {
@@ -43,7 +53,7 @@ func (s *server) login(c echo.Context) error {
 
 func (s *server) logout(c echo.Context) error {
 	tok, _ := c.Get(ctxToken).(string)
-	if err := s.svc.Logout(c.Request().Context(), tok); err != nil {
+	if err := s.svc.Logout(c.Request().Context(), actor(c), tok); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -105,13 +115,12 @@ func (s *server) createRoom(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	room, grant, events, err := s.svc.CreateRoom(c.Request().Context(), actor(c), service.CreateRoomParams{
+	room, grant, _, err := s.svc.CreateRoom(c.Request().Context(), actor(c), service.CreateRoomParams{
 		Name: req.Name, Game: req.Game, MaxPlayers: req.MaxPlayers, Public: req.Public, Password: req.Password, Ports: req.Ports,
 	})
 	if err != nil {
 		return err
 	}
-	s.publish(c, events)
 	return c.JSON(http.StatusCreated, roomnet.CreateRoomResponse{Room: roomView(room, true), Join: grantView(grant)})
 }
 
@@ -125,12 +134,10 @@ func (s *server) getRoom(c echo.Context) error {
 }
 
 func (s *server) closeRoom(c echo.Context) error {
-	events, err := s.svc.CloseRoom(c.Request().Context(), actor(c), c.Param("id"))
+	_, err := s.svc.CloseRoom(c.Request().Context(), actor(c), c.Param("id"))
 	if err != nil {
 		return err
 	}
-	s.auditIfAdmin(c, cp.AuditCloseRoom, c.Param("id"), "")
-	s.publish(c, events)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -139,20 +146,18 @@ func (s *server) joinRoom(c echo.Context) error {
 	if err := decodeOptional(c, &req); err != nil {
 		return err
 	}
-	grant, events, err := s.svc.JoinRoom(c.Request().Context(), actor(c), c.Param("id"), req.Password)
+	grant, _, err := s.svc.JoinRoom(c.Request().Context(), actor(c), c.Param("id"), req.Password)
 	if err != nil {
 		return err
 	}
-	s.publish(c, events)
 	return c.JSON(http.StatusOK, grantView(grant))
 }
 
 func (s *server) joinInvite(c echo.Context) error {
-	grant, events, err := s.svc.JoinByInvite(c.Request().Context(), actor(c), c.Param("code"))
+	grant, _, err := s.svc.JoinByInvite(c.Request().Context(), actor(c), c.Param("code"))
 	if err != nil {
 		return err
 	}
-	s.publish(c, events)
 	return c.JSON(http.StatusOK, grantView(grant))
 }
 
@@ -173,11 +178,10 @@ func (s *server) renewKey(c echo.Context) error {
 }
 
 func (s *server) leave(c echo.Context) error {
-	events, err := s.svc.Leave(c.Request().Context(), actor(c), c.Param("id"))
+	_, err := s.svc.Leave(c.Request().Context(), actor(c), c.Param("id"))
 	if err != nil {
 		return err
 	}
-	s.publish(c, events)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -189,12 +193,10 @@ func (s *server) kick(c echo.Context) error {
 	if req.Username == "" {
 		return cp.Invalid("username: required")
 	}
-	events, err := s.svc.Kick(c.Request().Context(), actor(c), c.Param("id"), req.Username)
+	_, err := s.svc.Kick(c.Request().Context(), actor(c), c.Param("id"), req.Username)
 	if err != nil {
 		return err
 	}
-	s.auditIfAdmin(c, cp.AuditKick, c.Param("id"), req.Username)
-	s.publish(c, events)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -217,9 +219,11 @@ func (s *server) members(c echo.Context) error {
 		if m.Paths != nil {
 			at := m.Paths.At
 			v.ReportedAt = &at
+			v.PathSource = m.Paths.Source
+			v.Links = []roomnet.Link{}
 			for _, l := range m.Paths.Links {
 				v.Links = append(v.Links, roomnet.Link{Peer: l.Peer, IP: l.IP, Direct: l.Direct, Addr: l.Addr, Relay: l.Relay,
-					RTTMS: float64(l.RTT.Microseconds()) / 1000})
+					RTTMS: float64(l.RTT.Microseconds()) / 1000, Inferred: l.Inferred})
 			}
 		}
 		for _, n := range m.Nodes {
@@ -234,12 +238,26 @@ func (s *server) members(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
+// banRequest is roomnet.Ban as decoded: a seconds given must be 1 or
+// more; none is a permanent ban.
+type banRequest struct {
+	Seconds *int64 `json:"seconds"`
+	Reason  string `json:"reason"`
+}
+
 func (s *server) ban(c echo.Context) error {
-	events, err := s.svc.Ban(c.Request().Context(), actor(c), c.Param("username"))
-	s.publish(c, events) // what happened before an error happened
-	if len(events) > 0 {
-		s.svc.Audit(c.Request().Context(), actor(c), cp.AuditBan, c.Param("username"), "")
+	var req banRequest
+	if err := decodeOptional(c, &req); err != nil {
+		return err
 	}
+	var seconds int64
+	if req.Seconds != nil {
+		if *req.Seconds < 1 {
+			return cp.Invalid("seconds: 1 to %d, or none for a permanent ban", int64(service.MaxBan/time.Second))
+		}
+		seconds = *req.Seconds
+	}
+	_, _, err := s.svc.Ban(c.Request().Context(), actor(c), c.Param("username"), seconds, req.Reason)
 	if err != nil {
 		return err
 	}
@@ -250,16 +268,7 @@ func (s *server) unban(c echo.Context) error {
 	if err := s.svc.Unban(c.Request().Context(), actor(c), c.Param("username")); err != nil {
 		return err
 	}
-	s.svc.Audit(c.Request().Context(), actor(c), cp.AuditUnban, c.Param("username"), "")
 	return c.NoContent(http.StatusNoContent)
-}
-
-// auditIfAdmin records an action when an admin took it (hosts kick and
-// close their own rooms; that is not an admin action).
-func (s *server) auditIfAdmin(c echo.Context, action, target, detail string) {
-	if u := actor(c); u.IsAdmin() {
-		s.svc.Audit(c.Request().Context(), u, action, target, detail)
-	}
 }
 
 func (s *server) myRooms(c echo.Context) error {
@@ -279,16 +288,25 @@ func (s *server) reportPaths(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	links := make([]service.Link, len(req.Links))
-	for i, l := range req.Links {
-		if l.RTTMS < 0 || l.RTTMS > 60000 {
-			return cp.Invalid("links: rtt_ms 0 to 60000")
-		}
-		links[i] = service.Link{Peer: l.Peer, IP: l.IP, Direct: l.Direct, Addr: l.Addr, Relay: l.Relay,
-			RTT: time.Duration(l.RTTMS * float64(time.Millisecond))}
+	links, err := pathLinks(req)
+	if err != nil {
+		return err
 	}
 	if err := s.svc.ReportPaths(c.Request().Context(), actor(c), c.Param("id"), links); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// pathLinks turns a path report's links into the service's.
+func pathLinks(req roomnet.PathReport) ([]service.Link, error) {
+	links := make([]service.Link, len(req.Links))
+	for i, l := range req.Links {
+		if !(l.RTTMS >= 0 && l.RTTMS <= 60000) {
+			return nil, cp.Invalid("links: rtt_ms 0 to 60000")
+		}
+		links[i] = service.Link{Peer: l.Peer, IP: l.IP, Direct: l.Direct, Addr: l.Addr, Relay: l.Relay,
+			RTT: time.Duration(l.RTTMS * float64(time.Millisecond))}
+	}
+	return links, nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	cp "github.com/roomnet/roomnet/controlplane"
 	"github.com/roomnet/roomnet/roomnet"
 )
 
@@ -118,7 +117,7 @@ func (s *server) session(c echo.Context) error {
 // deleteSession signs a browser out: the token is revoked, the cookie cleared.
 func (s *server) deleteSession(c echo.Context) error {
 	tok, _ := c.Get(ctxToken).(string)
-	if err := s.svc.Logout(c.Request().Context(), tok); err != nil {
+	if err := s.svc.Logout(c.Request().Context(), actor(c), tok); err != nil {
 		return err
 	}
 	c.SetCookie(&http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode,
@@ -155,14 +154,4 @@ func CookieWebSocket(next http.Handler, allowedOrigins []string) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// requireAdmin admits admins only.
-func requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if !actor(c).IsAdmin() {
-			return cp.ErrForbidden
-		}
-		return next(c)
-	}
 }

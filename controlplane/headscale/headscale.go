@@ -56,6 +56,11 @@ type Node struct {
 	LastSeen     time.Time
 	PreAuthKeyID uint64 // 0 when the node did not join with a key
 	NodeKey      string
+	// Hostname is what the node calls itself; Name (its given name) is
+	// what Headscale made unique of it.
+	Hostname  string
+	Expiry    time.Time // zero: the key does not expire
+	CreatedAt time.Time
 }
 
 // Client talks to one Headscale server.
@@ -108,10 +113,19 @@ func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if s, ok := status.FromError(err); ok && (s.Code() == codes.NotFound || strings.Contains(strings.ToLower(s.Message()), "not found")) {
+	if s, ok := status.FromError(err); ok && (s.Code() == codes.NotFound || notFoundMessage(s.Message())) {
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// notFoundMessage recognises Headscale v0.29.3's answers about something
+// that is gone which it sends with code Unknown: "… not found" and, for an
+// ephemeral node it already removed after the node logged out, "node no
+// longer exists in NodeStore".
+func notFoundMessage(msg string) bool {
+	msg = strings.ToLower(msg)
+	return strings.Contains(msg, "not found") || strings.Contains(msg, "no longer exists")
 }
 
 // Health reports whether Headscale and its database answer.
@@ -212,6 +226,13 @@ func (c *Client) ListNodes(ctx context.Context, user string) ([]Node, error) {
 			UserName: n.GetUser().GetName(),
 			Online:   n.GetOnline(),
 			NodeKey:  n.GetNodeKey(),
+			Hostname: n.GetName(),
+		}
+		if e := n.GetExpiry(); e != nil && e.AsTime().Unix() > 0 {
+			node.Expiry = e.AsTime()
+		}
+		if t := n.GetCreatedAt(); t != nil {
+			node.CreatedAt = t.AsTime()
 		}
 		if n.GetLastSeen() != nil {
 			node.LastSeen = n.GetLastSeen().AsTime()

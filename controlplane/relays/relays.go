@@ -142,7 +142,7 @@ func (r *Registry) Map() *tailcfg.DERPMap {
 		}
 		reg.Nodes = append(reg.Nodes, &tailcfg.DERPNode{
 			Name: rl.Node.Name, RegionID: rl.RegionID, HostName: rl.Node.HostName, IPv4: rl.Node.IPv4, IPv6: rl.Node.IPv6,
-			DERPPort: rl.Node.DERPPort, STUNPort: rl.Node.STUNPort, InsecureForTests: rl.Node.Insecure,
+			DERPPort: rl.Node.DERPPort, STUNPort: rl.Node.STUNPort, InsecureForTests: rl.Node.Insecure, STUNOnly: rl.Node.STUNOnly,
 		})
 	}
 	out := make([]derp.Region, 0, len(ids))

@@ -18,35 +18,29 @@ import (
 
 var usernameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{2,31}$`)
 
-const (
-	minPassword = 8
-	maxPassword = 72 // bcrypt's limit
-	bcryptCost  = 11
-)
+const bcryptCost = 11
 
 // dummyHash makes a login for an unknown user cost as much as a real one.
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("roomnet-timing-equalizer"), bcryptCost)
-
-func validateCredentials(username, password string) error {
-	if !usernameRE.MatchString(username) {
-		return cp.Invalid("username: 3 to 32 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit")
-	}
-	if len(password) < minPassword || len(password) > maxPassword {
-		return cp.Invalid("password: %d to %d bytes", minPassword, maxPassword)
-	}
-	return nil
-}
 
 // Register creates a player account.
 func (s *Service) Register(ctx context.Context, username, password string) (cp.User, error) {
 	if !s.opts.OpenSignup {
 		return cp.User{}, cp.ErrSignupDisabled
 	}
+	if err := validateUsername(username); err != nil {
+		return cp.User{}, err
+	}
 	return s.createUser(ctx, username, password, cp.RolePlayer)
 }
 
+// createUser creates an account. The username rules beyond the pattern
+// (reserved names) are Register's: the operator names the bootstrap admin.
 func (s *Service) createUser(ctx context.Context, username, password, role string) (cp.User, error) {
-	if err := validateCredentials(username, password); err != nil {
+	if err := validUsername(username); err != nil {
+		return cp.User{}, err
+	}
+	if err := validatePassword(username, password); err != nil {
 		return cp.User{}, err
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
@@ -95,8 +89,8 @@ func (s *Service) Login(ctx context.Context, username, password string) (token s
 	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(password)) != nil {
 		return "", cp.User{}, time.Time{}, cp.ErrUnauthorized
 	}
-	if u.BannedAt != nil {
-		return "", cp.User{}, time.Time{}, cp.ErrForbidden
+	if u.Banned(s.now()) {
+		return "", cp.User{}, time.Time{}, u.BanError()
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -117,44 +111,74 @@ func hashToken(t string) []byte {
 
 // Authenticate returns the user of a bearer token.
 func (s *Service) Authenticate(ctx context.Context, token string) (cp.User, error) {
-	if token == "" || len(token) > 128 {
-		return cp.User{}, cp.ErrUnauthorized
-	}
-	u, err := s.store.TokenUser(ctx, hashToken(token), s.now())
-	if errors.Is(err, cp.ErrNotFound) {
-		return cp.User{}, cp.ErrUnauthorized
-	}
-	if err != nil {
-		return cp.User{}, fmt.Errorf("checking token: %w", err)
-	}
-	if u.BannedAt != nil {
-		return cp.User{}, cp.ErrUnauthorized
-	}
-	return u, nil
+	u, _, err := s.AuthenticateSession(ctx, token)
+	return u, err
 }
 
-// Logout revokes a token.
-func (s *Service) Logout(ctx context.Context, token string) error {
-	return s.store.DeleteToken(ctx, hashToken(token))
+// AuthenticateSession returns the user of a bearer token and when the
+// token expires: what a long-lived session opened with it (a chat
+// connection, an event stream) must not outlive.
+func (s *Service) AuthenticateSession(ctx context.Context, token string) (cp.User, time.Time, error) {
+	if token == "" || len(token) > 128 {
+		return cp.User{}, time.Time{}, cp.ErrUnauthorized
+	}
+	t, err := s.store.Token(ctx, hashToken(token), s.now())
+	if errors.Is(err, cp.ErrNotFound) {
+		return cp.User{}, time.Time{}, cp.ErrUnauthorized
+	}
+	if err != nil {
+		return cp.User{}, time.Time{}, fmt.Errorf("checking token: %w", err)
+	}
+	u, err := s.store.UserByID(ctx, t.UserID)
+	if errors.Is(err, cp.ErrNotFound) {
+		return cp.User{}, time.Time{}, cp.ErrUnauthorized
+	}
+	if err != nil {
+		return cp.User{}, time.Time{}, fmt.Errorf("checking token: %w", err)
+	}
+	if u.Banned(s.now()) {
+		return cp.User{}, time.Time{}, cp.ErrUnauthorized
+	}
+	return u, t.ExpiresAt, nil
+}
+
+// Logout revokes the token actor signed in with and publishes
+// session_ended, which ends the chat sessions and the admin event streams
+// opened with it.
+func (s *Service) Logout(ctx context.Context, actor cp.User, token string) error {
+	hash := hashToken(token)
+	t, err := s.store.Token(ctx, hash, s.now())
+	if err != nil && !errors.Is(err, cp.ErrNotFound) {
+		return fmt.Errorf("looking up token: %w", err)
+	}
+	if err := s.store.DeleteToken(ctx, hash); err != nil {
+		return fmt.Errorf("revoking token: %w", err)
+	}
+	if t.UserID == 0 {
+		return nil
+	}
+	s.publish(ctx, []cp.Event{{Type: cp.EventSessionEnded, UserID: t.UserID, Username: actor.Username, Session: cp.SessionID(token), At: s.now()}})
+	return nil
 }
 
 // ListUsers lists accounts, optionally those whose name starts with
-// prefix; admins only.
+// prefix; moderators and admins.
 func (s *Service) ListUsers(ctx context.Context, actor cp.User, prefix string, after uint64, limit int) ([]cp.User, error) {
-	if !actor.IsAdmin() {
+	if !actor.CanModerate() {
 		return nil, cp.ErrForbidden
 	}
 	return s.store.ListUsers(ctx, strings.ToLower(strings.TrimSpace(prefix)), after, limit)
 }
 
-// SetRole makes a user an admin or a player (admins only; nobody changes
-// their own role, so the last admin cannot lock everyone out).
+// SetRole makes a user an admin, a moderator or a player (admins only;
+// nobody changes their own role, so the last admin cannot lock everyone
+// out).
 func (s *Service) SetRole(ctx context.Context, actor cp.User, username, role string) (cp.User, error) {
 	if !actor.IsAdmin() {
 		return cp.User{}, cp.ErrForbidden
 	}
-	if role != cp.RoleAdmin && role != cp.RolePlayer {
-		return cp.User{}, cp.Invalid("role: %q or %q", cp.RoleAdmin, cp.RolePlayer)
+	if role != cp.RoleAdmin && role != cp.RoleModerator && role != cp.RolePlayer {
+		return cp.User{}, cp.Invalid("role: %q, %q or %q", cp.RoleAdmin, cp.RoleModerator, cp.RolePlayer)
 	}
 	target, err := s.store.UserByName(ctx, username)
 	if err != nil {
@@ -167,6 +191,7 @@ func (s *Service) SetRole(ctx context.Context, actor cp.User, username, role str
 		return cp.User{}, fmt.Errorf("setting role: %w", err)
 	}
 	target.Role = role
+	s.Audit(ctx, actor, cp.AuditRole, target.Username, role)
 	return target, nil
 }
 
@@ -178,7 +203,9 @@ func (s *Service) UserByName(ctx context.Context, actor cp.User, username string
 	return s.store.UserByName(ctx, username)
 }
 
-// Audit records an action an admin took.
+// Audit records an action a moderator or admin took. The service audits
+// its own staff actions (kicks and closes by staff, bans, roles,
+// moderation).
 func (s *Service) Audit(ctx context.Context, actor cp.User, action, target, detail string) {
 	e := cp.AuditEntry{At: s.now(), ActorID: actor.ID, Actor: actor.Username, Action: action, Target: target, Detail: detail}
 	if err := s.store.AddAudit(context.WithoutCancel(ctx), &e); err != nil {
@@ -188,54 +215,10 @@ func (s *Service) Audit(ctx context.Context, actor cp.User, action, target, deta
 }
 
 // AuditLog pages the audit log backwards from before (0: the newest);
-// admins only.
+// moderators and admins.
 func (s *Service) AuditLog(ctx context.Context, actor cp.User, before uint64, limit int) ([]cp.AuditEntry, error) {
-	if !actor.IsAdmin() {
+	if !actor.CanModerate() {
 		return nil, cp.ErrForbidden
 	}
 	return s.store.Audit(ctx, before, limit)
-}
-
-// Ban bars a user (admins only): their tokens are revoked, they leave every
-// room (their nodes are cut off) and their chat sessions end.
-func (s *Service) Ban(ctx context.Context, actor cp.User, username string) ([]cp.Event, error) {
-	if !actor.IsAdmin() {
-		return nil, cp.ErrForbidden
-	}
-	target, err := s.store.UserByName(ctx, username)
-	if err != nil {
-		return nil, err
-	}
-	if target.ID == actor.ID {
-		return nil, cp.Invalid("admins cannot ban themselves")
-	}
-	now := s.now()
-	if err := s.store.SetBanned(ctx, target.ID, &now); err != nil {
-		return nil, fmt.Errorf("banning: %w", err)
-	}
-	rooms, err := s.store.RoomsOf(ctx, target.ID)
-	if err != nil {
-		return nil, err
-	}
-	events := []cp.Event{{Type: cp.EventUserBanned, UserID: target.ID, Username: target.Username, ActorID: actor.ID, At: now}}
-	for _, roomID := range rooms {
-		evs, err := s.Leave(ctx, target, roomID)
-		if err != nil && !errors.Is(err, cp.ErrNotMember) && !errors.Is(err, cp.ErrRoomClosed) {
-			return events, fmt.Errorf("removing a banned user from room %s: %w", roomID, err)
-		}
-		events = append(events, evs...)
-	}
-	return events, nil
-}
-
-// Unban lifts a ban (admins only); the user logs in again.
-func (s *Service) Unban(ctx context.Context, actor cp.User, username string) error {
-	if !actor.IsAdmin() {
-		return cp.ErrForbidden
-	}
-	target, err := s.store.UserByName(ctx, username)
-	if err != nil {
-		return err
-	}
-	return s.store.SetBanned(ctx, target.ID, nil)
 }

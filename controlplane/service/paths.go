@@ -18,13 +18,26 @@ type Link struct {
 	Addr   string // direct: the peer's endpoint
 	Relay  string // relayed: the DERP region
 	RTT    time.Duration
+	// Inferred: the server's guess, not a measurement (Source "server"):
+	// both nodes online and our relay carried nothing between them.
+	Inferred bool
 }
 
 // PathReport is a member's latest links.
 type PathReport struct {
 	At    time.Time
 	Links []Link
+	// Source is SourceClient (the member's roomnet CLI reported it) or
+	// SourceServer (the control plane inferred it from Headscale and its
+	// relay, for members whose client does not report).
+	Source string
 }
+
+// Where a path report comes from.
+const (
+	SourceClient = "client"
+	SourceServer = "server"
+)
 
 // pathTTL is how long a report stands; clients report every few seconds.
 const pathTTL = 30 * time.Second
@@ -95,15 +108,30 @@ func (s *Service) ReportPaths(ctx context.Context, actor cp.User, roomID string,
 	if err != nil {
 		return err
 	}
+	m, err := s.store.MemberOf(ctx, roomID, actor.ID)
+	if hiddenFrom(room, actor, err) {
+		return cp.ErrNotFound
+	}
 	if !room.Open() {
 		return cp.ErrRoomClosed
 	}
-	m, err := s.store.MemberOf(ctx, roomID, actor.ID)
 	if errors.Is(err, cp.ErrNotFound) || (err == nil && m.State != cp.MemberActive) {
 		return cp.ErrNotMember
 	} else if err != nil {
 		return err
 	}
-	s.paths.set(roomID, actor.ID, PathReport{At: s.now(), Links: links})
+	s.paths.set(roomID, actor.ID, PathReport{At: s.now(), Links: links, Source: SourceClient})
 	return nil
+}
+
+// withoutEndpoints is r for a member's eyes: the paths and round trips,
+// not the peers' public addresses.
+func withoutEndpoints(r PathReport) PathReport {
+	links := make([]Link, len(r.Links))
+	for i, l := range r.Links {
+		l.Addr = ""
+		links[i] = l
+	}
+	r.Links = links
+	return r
 }

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	cp "github.com/roomnet/roomnet/controlplane"
 	"github.com/roomnet/roomnet/controlplane/headscale"
+	"github.com/roomnet/roomnet/controlplane/store"
 )
 
 // IsolationPolicy is the constant Headscale policy that isolates every
@@ -19,49 +21,109 @@ const IsolationPolicy = `{"acls":[{"action":"accept","src":["autogroup:member"],
 type Report struct {
 	Users, Nodes, Keys int
 	PolicySet          bool
+	// Evicted counts memberships of banned users ended; Abandoned, rooms
+	// closed because their host never got a key.
+	Evicted, Abandoned int
 }
 
 // EnsurePolicy sets the isolation policy on every shard where it differs.
+// A shard that does not answer does not keep the others from it.
 func (s *Service) EnsurePolicy(ctx context.Context) (changed bool, err error) {
+	var errs []error
 	for _, n := range s.names {
 		c := s.shards[n].Client
 		cur, err := c.GetPolicy(ctx)
 		if err != nil {
-			return changed, fmt.Errorf("shard %s: %w", n, err)
+			errs = append(errs, fmt.Errorf("shard %s: %w", n, err))
+			continue
 		}
 		if strings.TrimSpace(cur) == IsolationPolicy {
 			continue
 		}
 		if err := c.SetPolicy(ctx, IsolationPolicy); err != nil {
-			return changed, fmt.Errorf("shard %s: %w", n, err)
+			errs = append(errs, fmt.Errorf("shard %s: %w", n, err))
+			continue
 		}
 		changed = true
 	}
-	return changed, nil
+	return changed, errors.Join(errs...)
 }
 
 // Reconcile makes every shard match the database: the isolation policy is
 // in force; Headscale users of rooms that are not open, nodes that no
 // active member registered, and unused keys nobody may use are removed.
 // Headscale is listed before the database is read, so anything the
-// database grants by then is seen.
+// database grants by then is seen. A shard that does not answer is
+// reported in the error; the others are reconciled all the same.
 func (s *Service) Reconcile(ctx context.Context) (Report, error) {
 	var rep Report
 	changed, err := s.EnsurePolicy(ctx)
 	rep.PolicySet = changed
-	if err != nil {
-		return rep, fmt.Errorf("reconciling policy: %w", err)
-	}
 	var errs []error
+	if err != nil {
+		errs = append(errs, fmt.Errorf("reconciling policy: %w", err))
+	}
 	for _, n := range s.names {
-		if err := s.reconcileShard(ctx, s.shards[n], &rep); err != nil {
+		if err := s.reconcileRooms(ctx, s.shards[n], &rep); err != nil {
+			errs = append(errs, fmt.Errorf("shard %s: %w", n, err))
+		}
+		if err := s.reconcileShard(ctx, s.shards[n], &rep, s.opts.ReconcileGrace); err != nil {
 			errs = append(errs, fmt.Errorf("shard %s: %w", n, err))
 		}
 	}
 	return rep, errors.Join(errs...)
 }
 
-func (s *Service) reconcileShard(ctx context.Context, sh Shard, rep *Report) error {
+// reconcileRooms ends the half-states the database can hold: memberships
+// of banned users (a ban that failed half-way) are ended like a leave,
+// their nodes cut off and the events published; rooms whose host never got
+// a key (a crash between the room's row and the key) are closed.
+func (s *Service) reconcileRooms(ctx context.Context, sh Shard, rep *Report) error {
+	var errs []error
+	banned, err := s.store.BannedMembers(ctx, sh.Name, s.now())
+	if err != nil {
+		return err
+	}
+	for _, m := range banned {
+		_, err := s.Leave(ctx, m.User, m.RoomID)
+		if errors.Is(err, cp.ErrNotMember) || errors.Is(err, cp.ErrRoomClosed) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		rep.Evicted++
+		s.log.Info("reconcile: a banned user left a room", "room", m.RoomID, "user", m.User.Username)
+	}
+	keyless, err := s.store.KeylessRooms(ctx, sh.Name, s.now().Add(-s.opts.ReconcileGrace))
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, r := range keyless {
+		_, err := s.closeRoom(ctx, cp.User{}, r.ID, func(tx *store.Tx, _ cp.Room) error {
+			n, err := tx.CountJoinKeys(r.ID)
+			if err == nil && n > 0 {
+				return errGotKey
+			}
+			return err
+		})
+		if errors.Is(err, errGotKey) || errors.Is(err, cp.ErrRoomClosed) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		rep.Abandoned++
+		s.log.Info("reconcile: closed a room whose host never got a key", "room", r.ID)
+	}
+	return errors.Join(errs...)
+}
+
+var errGotKey = errors.New("the room got a key meanwhile")
+
+// reconcileShard reconciles one shard; room users younger than userGrace
+// are spared.
+func (s *Service) reconcileShard(ctx context.Context, sh Shard, rep *Report, userGrace time.Duration) error {
 	c := sh.Client
 	users, err := c.ListUsers(ctx)
 	if err != nil {
@@ -79,7 +141,7 @@ func (s *Service) reconcileShard(ctx context.Context, sh Shard, rep *Report) err
 	if err != nil {
 		return err
 	}
-	active, err := s.store.ActiveMembersByRoom(ctx, sh.Name)
+	active, err := s.store.ActiveMembersByRoom(ctx, sh.Name, s.now())
 	if err != nil {
 		return err
 	}
@@ -113,7 +175,7 @@ func (s *Service) reconcileShard(ctx context.Context, sh Shard, rep *Report) err
 		if !roomUser[u.ID] {
 			continue
 		}
-		if _, open := openByUser[u.ID]; open || now.Sub(u.CreatedAt) < s.opts.ReconcileGrace {
+		if _, open := openByUser[u.ID]; open || now.Sub(u.CreatedAt) < userGrace {
 			continue
 		}
 		if err := removeHeadscaleUser(ctx, c, u, nodes, keys); err != nil {
@@ -173,8 +235,29 @@ func (s *Service) reconcileShard(ctx context.Context, sh Shard, rep *Report) err
 }
 
 // RunReconciler reconciles every interval until ctx ends, and removes
-// expired bearer tokens as it goes.
+// expired bearer tokens as it goes, while this node holds Options.Lease:
+// one node of a deployment reconciles at a time, and the others try to
+// take the lease each interval, so that one of them takes over within an
+// interval when the holder stops or loses its database connection. It
+// releases the lease when ctx ends.
 func (s *Service) RunReconciler(ctx context.Context, interval time.Duration) {
+	lease := s.opts.Lease
+	if lease == nil {
+		lease = alwaysHeld{}
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := lease.Release(rctx); err != nil {
+			s.log.Warn("releasing the reconciler lease", "err", err)
+		}
+	}()
+	held := false
+	// Taken at once, so that the node that starts first reconciles; the
+	// start-up pass was done by the caller.
+	if !s.takeLease(ctx, lease, &held) && ctx.Err() == nil {
+		s.log.Info("reconciler lease held by another node: this node stands by")
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -183,17 +266,49 @@ func (s *Service) RunReconciler(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		rep, err := s.Reconcile(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("reconciliation incomplete", "err", err)
+		if !s.takeLease(ctx, lease, &held) {
+			continue
 		}
-		if n, err := s.store.DeleteExpiredTokens(ctx, s.now()); err != nil && ctx.Err() == nil {
-			s.log.Warn("removing expired tokens", "err", err)
-		} else if n > 0 {
-			s.log.Debug("removed expired tokens", "count", n)
-		}
-		if rep.Users+rep.Nodes+rep.Keys > 0 || rep.PolicySet {
-			s.log.Info("reconciled", "users", rep.Users, "nodes", rep.Nodes, "keys", rep.Keys, "policy_set", rep.PolicySet)
-		}
+		s.reconcileOnce(ctx)
+	}
+}
+
+// takeLease tries the lease and logs when this node starts or stops
+// being the one that reconciles.
+func (s *Service) takeLease(ctx context.Context, lease Lease, held *bool) bool {
+	ok, err := lease.TryAcquire(ctx)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("reconciler lease unavailable", "err", err)
+	}
+	switch {
+	case ok && !*held:
+		s.log.Info("reconciler lease acquired: this node reconciles")
+	case !ok && *held:
+		s.log.Warn("reconciler lease lost: another node reconciles")
+	}
+	*held = ok
+	return ok
+}
+
+// alwaysHeld is the lease of a node that is alone.
+type alwaysHeld struct{}
+
+func (alwaysHeld) TryAcquire(context.Context) (bool, error) { return true, nil }
+func (alwaysHeld) Release(context.Context) error            { return nil }
+
+// reconcileOnce is one pass of the reconciler with its logging.
+func (s *Service) reconcileOnce(ctx context.Context) {
+	rep, err := s.Reconcile(ctx)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("reconciliation incomplete", "err", err)
+	}
+	if n, err := s.store.DeleteExpiredTokens(ctx, s.now()); err != nil && ctx.Err() == nil {
+		s.log.Warn("removing expired tokens", "err", err)
+	} else if n > 0 {
+		s.log.Debug("removed expired tokens", "count", n)
+	}
+	if rep.Users+rep.Nodes+rep.Keys+rep.Evicted+rep.Abandoned > 0 || rep.PolicySet {
+		s.log.Info("reconciled", "users", rep.Users, "nodes", rep.Nodes, "keys", rep.Keys, "policy_set", rep.PolicySet,
+			"evicted", rep.Evicted, "abandoned", rep.Abandoned)
 	}
 }

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ type MemberView struct {
 	cp.Member
 	Host  bool
 	Nodes []headscale.Node
-	Paths *PathReport // how this member's node reaches the others; nil: no fresh report
+	Paths *PathReport // how this member's node reaches the others (endpoints for admins only); nil: neither reported nor inferred
 }
 
 func validText(field, v string, min, max int) error {
@@ -67,8 +68,8 @@ func (s *Service) validateRoom(p *CreateRoomParams) error {
 	if p.MaxPlayers < 2 || p.MaxPlayers > s.opts.MaxPlayers {
 		return cp.Invalid("max_players: 2 to %d", s.opts.MaxPlayers)
 	}
-	if len(p.Password) > maxPassword {
-		return cp.Invalid("password: at most %d bytes", maxPassword)
+	if err := validateRoomPassword(p.Password); err != nil {
+		return err
 	}
 	if len(p.Ports) > 16 {
 		return cp.Invalid("ports: at most 16")
@@ -103,6 +104,12 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: %v", cp.ErrUnavailable, err)
 }
 
+// hiddenFrom reports whether a private room must not exist for actor: not
+// a moderator or admin and no membership (active or kicked) of it.
+func hiddenFrom(room cp.Room, actor cp.User, memberErr error) bool {
+	return !room.Public && !actor.CanModerate() && errors.Is(memberErr, cp.ErrNotFound)
+}
+
 // CreateRoom creates a room hosted by actor and returns the host's join grant.
 func (s *Service) CreateRoom(ctx context.Context, actor cp.User, p CreateRoomParams) (store.RoomSummary, Grant, []cp.Event, error) {
 	if err := s.validateRoom(&p); err != nil {
@@ -121,6 +128,8 @@ func (s *Service) CreateRoom(ctx context.Context, actor cp.User, p CreateRoomPar
 		return store.RoomSummary{}, Grant{}, nil, err
 	}
 	id := NewRoomID()
+	// The room is listed once its row commits; its events go out first.
+	defer s.lock(id)()
 	// Headscale first: a crash after this step leaves a user that no open
 	// room accounts for, which reconciliation removes.
 	hsUser, err := sh.Client.CreateUser(ctx, RoomUserPrefix+id)
@@ -134,6 +143,15 @@ func (s *Service) CreateRoom(ctx context.Context, actor cp.User, p CreateRoomPar
 		HeadscaleUserID: hsUser.ID, HeadscaleUser: hsUser.Name, CreatedAt: now,
 	}
 	err = s.store.Tx(ctx, func(tx *store.Tx) error {
+		// The user's row lock serializes their room creations (the count
+		// below) and orders them against a ban.
+		u, err := tx.LockUser(actor.ID)
+		if err != nil {
+			return err
+		}
+		if u.Banned(s.now()) {
+			return u.BanError()
+		}
 		n, err := tx.CountOpenRoomsHostedBy(actor.ID)
 		if err != nil {
 			return err
@@ -154,23 +172,77 @@ func (s *Service) CreateRoom(ctx context.Context, actor cp.User, p CreateRoomPar
 	}
 	grant, err := s.mint(ctx, sh, room, actor.ID)
 	if err != nil {
+		// A room whose host has no key is a half-state: close it, so it
+		// does not count toward the host's limit.
+		if cerr := s.abandon(ctx, room); cerr != nil {
+			s.log.Warn("closing a room whose host got no key; reconciliation will", "room", id, "err", cerr)
+		}
 		return store.RoomSummary{}, Grant{}, nil, err
 	}
 	events := []cp.Event{
 		{Type: cp.EventRoomCreated, RoomID: id, UserID: actor.ID, Username: actor.Username, ActorID: actor.ID, At: now},
 		{Type: cp.EventMemberJoined, RoomID: id, UserID: actor.ID, Username: actor.Username, ActorID: actor.ID, At: now},
 	}
+	s.publish(ctx, events)
 	return store.RoomSummary{Room: room, Members: 1, HostName: actor.Username}, grant, events, nil
+}
+
+// abandon closes a room that was never announced (its host got no key)
+// and removes its Headscale user; the caller holds the room's lock.
+func (s *Service) abandon(ctx context.Context, room cp.Room) error {
+	ctx = context.WithoutCancel(ctx)
+	now := s.now()
+	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+		r, err := tx.RoomForUpdate(room.ID)
+		if err != nil || !r.Open() {
+			return err
+		}
+		r.ClosedAt = &now
+		return tx.SaveRoom(&r)
+	})
+	if err != nil {
+		return err
+	}
+	room.ClosedAt = &now
+	s.paths.forget(room.ID, 0)
+	return s.teardown(ctx, room)
 }
 
 // mint creates a single-use, ephemeral, short-lived key for one member and
 // records it so that the node it registers can be traced to the member.
+// The record is written under the room's and the user's row locks after
+// checking again that the room is open, the member active and the user not
+// banned: a kick or ban that commits first sees no key to cut and refuses
+// this one; one that commits later finds the key recorded and cuts it.
 func (s *Service) mint(ctx context.Context, sh Shard, room cp.Room, userID uint64) (Grant, error) {
 	key, err := sh.Client.CreatePreAuthKey(ctx, room.HeadscaleUserID, true, s.opts.JoinKeyTTL)
 	if err != nil {
 		return Grant{}, unavailable(err)
 	}
 	err = s.store.Tx(ctx, func(tx *store.Tx) error {
+		r, err := tx.RoomForUpdate(room.ID)
+		if err != nil {
+			return err
+		}
+		if !r.Open() {
+			return cp.ErrRoomClosed
+		}
+		u, err := tx.LockUser(userID)
+		if err != nil {
+			return err
+		}
+		if u.Banned(s.now()) {
+			return u.BanError()
+		}
+		m, err := tx.Member(room.ID, userID)
+		if errors.Is(err, cp.ErrNotFound) {
+			return cp.ErrNotMember
+		} else if err != nil {
+			return err
+		}
+		if m.State == cp.MemberKicked {
+			return cp.ErrKicked
+		}
 		return tx.CreateJoinKey(&cp.JoinKey{Shard: sh.Name, KeyID: key.ID, RoomID: room.ID, UserID: userID, ExpiresAt: key.Expiration, CreatedAt: s.now()})
 	})
 	if err != nil {
@@ -178,10 +250,14 @@ func (s *Service) mint(ctx context.Context, sh Shard, room cp.Room, userID uint6
 		_ = sh.Client.DeletePreAuthKey(context.WithoutCancel(ctx), key.ID)
 		return Grant{}, fmt.Errorf("recording join key: %w", err)
 	}
+	s.noteGrant(sh.Name)
 	return Grant{RoomID: room.ID, LoginServer: sh.LoginServer, AuthKey: key.Key, ExpiresAt: key.Expiration}, nil
 }
 
-// JoinRoom adds actor to a room by id. Private rooms need their invite code.
+// JoinRoom adds actor to a room by id. Private rooms need their invite
+// code, except for admins, whose joins by id are audited. An active member
+// whose node is not online gets a fresh key (a retried join); one whose
+// node is online gets cp.ErrAlreadyMember.
 func (s *Service) JoinRoom(ctx context.Context, actor cp.User, roomID, password string) (Grant, []cp.Event, error) {
 	return s.join(ctx, actor, roomID, password, false)
 }
@@ -197,10 +273,35 @@ func (s *Service) JoinByInvite(ctx context.Context, actor cp.User, code string) 
 }
 
 func (s *Service) join(ctx context.Context, actor cp.User, roomID, password string, invited bool) (Grant, []cp.Event, error) {
+	room, err := s.store.Room(ctx, roomID)
+	if err != nil {
+		return Grant{}, nil, err
+	}
+	var checked []byte
+	if !invited {
+		_, merr := s.store.MemberOf(ctx, roomID, actor.ID)
+		if merr != nil && !errors.Is(merr, cp.ErrNotFound) {
+			return Grant{}, nil, merr
+		}
+		if hiddenFrom(room, actor, merr) {
+			return Grant{}, nil, fmt.Errorf("%w: no such room (private rooms are joined with their invite code)", cp.ErrNotFound)
+		}
+		// bcrypt costs tens of milliseconds: never inside the transaction
+		// or the room's lock.
+		if room.PasswordHash != nil {
+			if bcrypt.CompareHashAndPassword(room.PasswordHash, []byte(password)) != nil {
+				return Grant{}, nil, cp.ErrWrongPassword
+			}
+			checked = room.PasswordHash
+		}
+		if s.hookPasswordChecked != nil {
+			s.hookPasswordChecked()
+		}
+	}
 	defer s.lock(roomID)()
-	var room cp.Room
 	now := s.now()
-	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+	var renew, private bool
+	err = s.store.Tx(ctx, func(tx *store.Tx) error {
 		var err error
 		room, err = tx.RoomForUpdate(roomID)
 		if err != nil {
@@ -209,22 +310,31 @@ func (s *Service) join(ctx context.Context, actor cp.User, roomID, password stri
 		if !room.Open() {
 			return cp.ErrRoomClosed
 		}
-		if !invited {
-			if !room.Public && !actor.IsAdmin() {
-				return fmt.Errorf("%w: this room is private; join it with its invite code", cp.ErrForbidden)
-			}
-			if room.PasswordHash != nil && bcrypt.CompareHashAndPassword(room.PasswordHash, []byte(password)) != nil {
-				return cp.ErrWrongPassword
-			}
+		u, err := tx.LockUser(actor.ID)
+		if err != nil {
+			return err
+		}
+		if u.Banned(s.now()) {
+			return u.BanError()
+		}
+		if !invited && !bytes.Equal(room.PasswordHash, checked) {
+			return cp.ErrWrongPassword // the password was checked against another hash
 		}
 		m, err := tx.Member(roomID, actor.ID)
 		switch {
 		case err == nil && m.State == cp.MemberKicked:
 			return cp.ErrKicked
 		case err == nil:
-			return cp.ErrAlreadyMember
+			renew = true
+			return nil
 		case !errors.Is(err, cp.ErrNotFound):
 			return err
+		}
+		if !invited && !room.Public {
+			if !actor.IsAdmin() {
+				return cp.ErrNotFound
+			}
+			private = true
 		}
 		active, err := tx.ActiveMembers(roomID)
 		if err != nil {
@@ -242,15 +352,64 @@ func (s *Service) join(ctx context.Context, actor cp.User, roomID, password stri
 	if err != nil {
 		return Grant{}, nil, err
 	}
+	if renew {
+		// A retried join (the first answer was lost, or the server stopped
+		// between the membership and the key): a fresh key unless the
+		// member's node is online already.
+		online, err := s.online(ctx, sh, room, actor.ID)
+		if err != nil {
+			return Grant{}, nil, err
+		}
+		if online {
+			return Grant{}, nil, cp.ErrAlreadyMember
+		}
+		grant, err := s.mint(ctx, sh, room, actor.ID)
+		return grant, nil, err
+	}
 	grant, err := s.mint(ctx, sh, room, actor.ID)
 	if err != nil {
-		// No key, no membership: undo so the player can retry.
-		if derr := s.store.Tx(context.WithoutCancel(ctx), func(tx *store.Tx) error { return tx.DeleteMember(roomID, actor.ID) }); derr != nil {
+		// No key, no membership: undo so the player can retry (unless
+		// another node kicked them meanwhile: that record stays).
+		if derr := s.store.Tx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+			m, err := tx.Member(roomID, actor.ID)
+			if err != nil || m.State != cp.MemberActive {
+				return nil
+			}
+			return tx.DeleteMember(roomID, actor.ID)
+		}); derr != nil {
 			s.log.Error("undoing membership after failed key mint", "room", roomID, "err", derr)
 		}
 		return Grant{}, nil, err
 	}
-	return grant, []cp.Event{{Type: cp.EventMemberJoined, RoomID: roomID, UserID: actor.ID, Username: actor.Username, ActorID: actor.ID, At: now}}, nil
+	if private {
+		s.Audit(ctx, actor, cp.AuditJoinPrivate, roomID, "joined a private room by id, without its invite")
+	}
+	events := []cp.Event{{Type: cp.EventMemberJoined, RoomID: roomID, UserID: actor.ID, Username: actor.Username, ActorID: actor.ID, At: now}}
+	s.publish(ctx, events)
+	return grant, events, nil
+}
+
+// online reports whether a member has a node online in the room.
+func (s *Service) online(ctx context.Context, sh Shard, room cp.Room, userID uint64) (bool, error) {
+	keys, err := s.store.JoinKeysOf(ctx, room.ID, userID)
+	if err != nil {
+		return false, err
+	}
+	if len(keys) == 0 {
+		return false, nil
+	}
+	nodes, err := sh.Client.ListNodes(ctx, room.HeadscaleUser)
+	if err != nil {
+		return false, unavailable(err)
+	}
+	for _, n := range nodes {
+		for _, k := range keys {
+			if n.PreAuthKeyID == k.KeyID && n.Online {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // RenewKey mints a fresh key for an active member (e.g. after a restart).
@@ -260,10 +419,13 @@ func (s *Service) RenewKey(ctx context.Context, actor cp.User, roomID string) (G
 	if err != nil {
 		return Grant{}, err
 	}
+	m, err := s.store.MemberOf(ctx, roomID, actor.ID)
+	if hiddenFrom(room, actor, err) {
+		return Grant{}, cp.ErrNotFound
+	}
 	if !room.Open() {
 		return Grant{}, cp.ErrRoomClosed
 	}
-	m, err := s.store.MemberOf(ctx, roomID, actor.ID)
 	if errors.Is(err, cp.ErrNotFound) {
 		return Grant{}, cp.ErrNotMember
 	} else if err != nil {
@@ -276,11 +438,15 @@ func (s *Service) RenewKey(ctx context.Context, actor cp.User, roomID string) (G
 	if err != nil {
 		return Grant{}, err
 	}
+	// mint checks membership and ban again inside its transaction.
 	return s.mint(ctx, sh, room, actor.ID)
 }
 
 // Leave removes actor from a room. When the host leaves, the longest
-// present member becomes host; when the last member leaves, the room closes.
+// present member becomes host; when the last member leaves, the room
+// closes. An ErrUnavailable error means the member is out (recorded, events
+// published) but cutting their nodes off waits for Headscale; a retried
+// leave answers nil once it is done.
 func (s *Service) Leave(ctx context.Context, actor cp.User, roomID string) ([]cp.Event, error) {
 	defer s.lock(roomID)()
 	now := s.now()
@@ -321,20 +487,31 @@ func (s *Service) Leave(ctx context.Context, actor cp.User, roomID string) ([]cp
 		}
 		return tx.SaveRoom(&room)
 	})
+	if errors.Is(err, cp.ErrNotMember) || errors.Is(err, cp.ErrRoomClosed) {
+		// A retry of a leave whose cut is pending finishes it.
+		if p, ok := s.pendingCutOf(roomID, actor.ID); ok {
+			return nil, s.runCut(ctx, p)
+		}
+		if p, ok := s.pendingCutOf(roomID, 0); ok && errors.Is(err, cp.ErrRoomClosed) {
+			return nil, s.runCut(ctx, p)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
+	s.publish(ctx, events)
 	if room.Open() {
 		s.paths.forget(roomID, actor.ID)
-		s.cut(ctx, room, actor.ID)
-	} else {
-		s.paths.forget(roomID, 0)
-		s.teardown(ctx, room)
+		return events, s.cut(ctx, room, actor.ID)
 	}
-	return events, nil
+	s.paths.forget(roomID, 0)
+	return events, s.teardown(ctx, room)
 }
 
-// Kick removes a member for good; only the host or an admin may.
+// Kick removes a member for good; only the host or an admin may. Kicking
+// a kicked member again cuts their nodes again (a retry after
+// ErrUnavailable, which means the kick is recorded and published but
+// cutting the nodes off waits for Headscale).
 func (s *Service) Kick(ctx context.Context, actor cp.User, roomID, username string) ([]cp.Event, error) {
 	defer s.lock(roomID)()
 	now := s.now()
@@ -343,14 +520,15 @@ func (s *Service) Kick(ctx context.Context, actor cp.User, roomID, username stri
 	if err != nil && !errors.Is(err, cp.ErrNotFound) {
 		return nil, err
 	}
+	again := false
 	err = s.store.Tx(ctx, func(tx *store.Tx) error {
 		var err error
 		room, err = tx.RoomForUpdate(roomID)
 		if err != nil {
 			return err
 		}
-		if room.HostID != actor.ID && !actor.IsAdmin() {
-			return fmt.Errorf("%w: only the host or an admin can kick", cp.ErrForbidden)
+		if err := s.hostOrStaff(tx, room, actor, "kick", cp.RoleModerator); err != nil {
+			return err
 		}
 		if !room.Open() {
 			return cp.ErrRoomClosed
@@ -362,10 +540,14 @@ func (s *Service) Kick(ctx context.Context, actor cp.User, roomID, username stri
 			return cp.Invalid("the host cannot be kicked; close the room instead")
 		}
 		m, err := tx.Member(roomID, target.ID)
-		if errors.Is(err, cp.ErrNotFound) || (err == nil && m.State != cp.MemberActive) {
+		if errors.Is(err, cp.ErrNotFound) {
 			return cp.ErrNotMember
 		} else if err != nil {
 			return err
+		}
+		if m.State == cp.MemberKicked {
+			again = true
+			return nil
 		}
 		m.State = cp.MemberKicked
 		return tx.SaveMember(&m)
@@ -373,13 +555,52 @@ func (s *Service) Kick(ctx context.Context, actor cp.User, roomID, username stri
 	if err != nil {
 		return nil, err
 	}
+	var events []cp.Event
+	if !again {
+		if actor.CanModerate() {
+			s.Audit(ctx, actor, cp.AuditKick, roomID, target.Username)
+		}
+		events = []cp.Event{{Type: cp.EventMemberKicked, RoomID: roomID, UserID: target.ID, Username: target.Username, ActorID: actor.ID, At: now}}
+		s.publish(ctx, events)
+	}
 	s.paths.forget(roomID, target.ID)
-	s.cut(ctx, room, target.ID)
-	return []cp.Event{{Type: cp.EventMemberKicked, RoomID: roomID, UserID: target.ID, Username: target.Username, ActorID: actor.ID, At: now}}, nil
+	return events, s.cut(ctx, room, target.ID)
 }
 
-// CloseRoom closes a room and removes every node in it; host or admin only.
+// hostOrStaff refuses an actor who is neither the room's host nor of the
+// staff role given or above (cp.RoleModerator: moderators and admins):
+// cp.ErrNotFound for outsiders of a private room (it does not exist for
+// them), cp.ErrForbidden otherwise.
+func (s *Service) hostOrStaff(tx *store.Tx, room cp.Room, actor cp.User, what, staff string) error {
+	if room.HostID == actor.ID || cp.RoleRank(actor.Role) >= cp.RoleRank(staff) {
+		return nil
+	}
+	if !room.Public {
+		_, err := tx.Member(room.ID, actor.ID)
+		if err != nil && !errors.Is(err, cp.ErrNotFound) {
+			return err
+		}
+		if hiddenFrom(room, actor, err) {
+			return cp.ErrNotFound
+		}
+	}
+	who := "a moderator"
+	if staff == cp.RoleAdmin {
+		who = "an admin"
+	}
+	return fmt.Errorf("%w: only the host or %s can %s", cp.ErrForbidden, who, what)
+}
+
+// CloseRoom closes a room and removes every node in it; host or admin
+// only. Closing a closed room whose cut is pending (ErrUnavailable: closed,
+// published, nodes not yet cut) retries the cut.
 func (s *Service) CloseRoom(ctx context.Context, actor cp.User, roomID string) ([]cp.Event, error) {
+	return s.closeRoom(ctx, actor, roomID, func(tx *store.Tx, room cp.Room) error {
+		return s.hostOrStaff(tx, room, actor, "close the room", cp.RoleModerator)
+	})
+}
+
+func (s *Service) closeRoom(ctx context.Context, actor cp.User, roomID string, allowed func(*store.Tx, cp.Room) error) ([]cp.Event, error) {
 	defer s.lock(roomID)()
 	now := s.now()
 	var room cp.Room
@@ -389,8 +610,8 @@ func (s *Service) CloseRoom(ctx context.Context, actor cp.User, roomID string) (
 		if err != nil {
 			return err
 		}
-		if room.HostID != actor.ID && !actor.IsAdmin() {
-			return fmt.Errorf("%w: only the host or an admin can close the room", cp.ErrForbidden)
+		if err := allowed(tx, room); err != nil {
+			return err
 		}
 		if !room.Open() {
 			return cp.ErrRoomClosed
@@ -398,12 +619,21 @@ func (s *Service) CloseRoom(ctx context.Context, actor cp.User, roomID string) (
 		room.ClosedAt = &now
 		return tx.SaveRoom(&room)
 	})
+	if errors.Is(err, cp.ErrRoomClosed) {
+		if p, ok := s.pendingCutOf(roomID, 0); ok {
+			return nil, s.runCut(ctx, p)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
+	if actor.CanModerate() {
+		s.Audit(ctx, actor, cp.AuditCloseRoom, roomID, "")
+	}
+	events := []cp.Event{{Type: cp.EventRoomClosed, RoomID: roomID, ActorID: actor.ID, At: now}}
+	s.publish(ctx, events)
 	s.paths.forget(roomID, 0)
-	s.teardown(ctx, room)
-	return []cp.Event{{Type: cp.EventRoomClosed, RoomID: roomID, ActorID: actor.ID, At: now}}, nil
+	return events, s.teardown(ctx, room)
 }
 
 // RotateInvite replaces a room's invite code; host or admin only.
@@ -415,8 +645,8 @@ func (s *Service) RotateInvite(ctx context.Context, actor cp.User, roomID string
 		if err != nil {
 			return err
 		}
-		if room.HostID != actor.ID && !actor.IsAdmin() {
-			return fmt.Errorf("%w: only the host or an admin can change the invite", cp.ErrForbidden)
+		if err := s.hostOrStaff(tx, room, actor, "change the invite", cp.RoleAdmin); err != nil {
+			return err
 		}
 		if !room.Open() {
 			return cp.ErrRoomClosed
@@ -425,89 +655,6 @@ func (s *Service) RotateInvite(ctx context.Context, actor cp.User, roomID string
 		return tx.SaveRoom(&room)
 	})
 	return code, err
-}
-
-// cut removes a former member's nodes and makes their keys unusable, so
-// they lose the room network at once. Failures are left to reconciliation:
-// the database already says they are out.
-func (s *Service) cut(ctx context.Context, room cp.Room, userID uint64) {
-	ctx = context.WithoutCancel(ctx)
-	sh, err := s.shard(room.Shard)
-	if err != nil {
-		s.log.Error("cutting member off", "room", room.ID, "err", err)
-		return
-	}
-	keys, err := s.store.JoinKeysOf(ctx, room.ID, userID)
-	if err != nil {
-		s.log.Error("cutting member off: listing keys", "room", room.ID, "err", err)
-		return
-	}
-	mine := map[uint64]bool{}
-	for _, k := range keys {
-		mine[k.KeyID] = true
-		if err := sh.Client.ExpirePreAuthKey(ctx, k.KeyID); err != nil && !errors.Is(err, headscale.ErrNotFound) {
-			s.log.Warn("expiring a former member's key", "room", room.ID, "err", err)
-		}
-	}
-	nodes, err := sh.Client.ListNodes(ctx, room.HeadscaleUser)
-	if err != nil {
-		s.log.Error("cutting member off: listing nodes; reconciliation will retry", "room", room.ID, "err", err)
-		return
-	}
-	var theirs []headscale.Node
-	for _, n := range nodes {
-		if mine[n.PreAuthKeyID] {
-			theirs = append(theirs, n)
-		}
-	}
-	s.expireThenDelete(ctx, sh, room, theirs, false)
-}
-
-// teardown removes a closed room's nodes, keys and Headscale user.
-func (s *Service) teardown(ctx context.Context, room cp.Room) {
-	ctx = context.WithoutCancel(ctx)
-	sh, err := s.shard(room.Shard)
-	if err != nil {
-		s.log.Error("tearing room down", "room", room.ID, "err", err)
-		return
-	}
-	nodes, err := sh.Client.ListNodes(ctx, room.HeadscaleUser)
-	if err != nil && !errors.Is(err, headscale.ErrNotFound) {
-		s.log.Error("tearing room down: listing nodes; reconciliation will retry", "room", room.ID, "err", err)
-		return
-	}
-	s.expireThenDelete(ctx, sh, room, nodes, true)
-}
-
-// expireThenDelete expires nodes now, so that they and their peers drop
-// each other at once, and deletes them (and, with user, the room's
-// Headscale user) after CutGrace. Reconciliation finishes the job if this
-// process stops first.
-func (s *Service) expireThenDelete(ctx context.Context, sh Shard, room cp.Room, nodes []headscale.Node, user bool) {
-	for _, n := range nodes {
-		if err := sh.Client.ExpireNode(ctx, n.ID); err != nil && !errors.Is(err, headscale.ErrNotFound) {
-			s.log.Error("expiring node", "room", room.ID, "node", n.ID, "err", err)
-		}
-	}
-	s.pending.Add(1)
-	go func() {
-		defer s.pending.Done()
-		select {
-		case <-time.After(s.opts.CutGrace):
-		case <-s.closing:
-		}
-		if user {
-			if err := removeHeadscaleUser(ctx, sh.Client, headscale.User{ID: room.HeadscaleUserID, Name: room.HeadscaleUser}, nil, nil); err != nil {
-				s.log.Error("removing a closed room's headscale user; reconciliation will retry", "room", room.ID, "err", err)
-			}
-			return
-		}
-		for _, n := range nodes {
-			if err := sh.Client.DeleteNode(ctx, n.ID); err != nil && !errors.Is(err, headscale.ErrNotFound) {
-				s.log.Error("deleting node; reconciliation will retry", "room", room.ID, "node", n.ID, "err", err)
-			}
-		}
-	}()
 }
 
 // removeHeadscaleUser deletes a user's nodes, then its keys, then the user.
@@ -558,10 +705,10 @@ func (s *Service) canSee(ctx context.Context, actor cp.User, room cp.Room) (memb
 	if err != nil && !errors.Is(err, cp.ErrNotFound) {
 		return false, err
 	}
-	if room.Public || actor.IsAdmin() {
-		return false, nil
+	if hiddenFrom(room, actor, err) {
+		return false, cp.ErrNotFound // private rooms do not exist for outsiders
 	}
-	return false, cp.ErrNotFound // private rooms do not exist for outsiders
+	return false, nil
 }
 
 // GetRoom returns a room; member reports whether actor is an active member.
@@ -600,7 +747,7 @@ func (s *Service) Members(ctx context.Context, actor cp.User, roomID string) ([]
 	if err != nil {
 		return nil, err
 	}
-	if !member && !actor.IsAdmin() {
+	if !member && !actor.CanModerate() {
 		return nil, fmt.Errorf("%w: members only", cp.ErrForbidden)
 	}
 	members, err := s.store.ActiveMembers(ctx, roomID)
@@ -609,10 +756,15 @@ func (s *Service) Members(ctx context.Context, actor cp.User, roomID string) ([]
 	}
 	out := make([]MemberView, len(members))
 	byUser := map[uint64]int{}
+	// Path reports carry members' endpoints (public addresses): admins
+	// see them, members see the paths without them.
 	reports := s.paths.room(roomID, s.now())
 	for i, m := range members {
 		out[i] = MemberView{Member: m, Host: m.UserID == room.HostID}
 		if r, ok := reports[m.UserID]; ok {
+			if !actor.IsAdmin() {
+				r = withoutEndpoints(r)
+			}
 			out[i].Paths = &r
 		}
 		byUser[m.UserID] = i
@@ -643,15 +795,17 @@ func (s *Service) Members(ctx context.Context, actor cp.User, roomID string) ([]
 			}
 		}
 	}
+	s.serverPaths(out) // no endpoints in them
 	return out, nil
 }
 
 // RoomsFilter is what admins filter rooms by.
 type RoomsFilter = store.RoomFilter
 
-// AdminRooms lists rooms of every visibility, newest first; admins only.
+// AdminRooms lists rooms of every visibility, newest first; moderators
+// and admins.
 func (s *Service) AdminRooms(ctx context.Context, actor cp.User, f RoomsFilter) ([]store.RoomSummary, error) {
-	if !actor.IsAdmin() {
+	if !actor.CanModerate() {
 		return nil, cp.ErrForbidden
 	}
 	if f.Limit <= 0 || f.Limit > 200 {

@@ -1,7 +1,9 @@
 // Package service is the control plane's one coordinator: accounts, rooms,
 // members and invites, and the mapping of rooms onto Headscale shards.
 // Handlers call it; it calls the store and the Headscale clients.
-// Mutations return the events they caused; the caller publishes them.
+// Mutations return the events they caused and, when a Publisher is set,
+// publish them while they still hold the room's lock, so that the events
+// of one room reach chat and the panel in the order they happened.
 package service
 
 import (
@@ -13,6 +15,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cp "github.com/roomnet/roomnet/controlplane"
@@ -41,9 +44,17 @@ var _ Headscale = (*headscale.Client)(nil)
 
 // Shard is one Headscale server that rooms can live on.
 type Shard struct {
-	Name        string
+	Name        string // stable: stored with every room placed on it
 	Client      Headscale
 	LoginServer string // URL nodes register with
+	// Kind is ShardEmbedded or ShardExternal; Version is Headscale's
+	// version when known. Both are for admins.
+	Kind, Version string
+	// Admitter answers DERP admission for this shard; nil: relays
+	// cannot ask it (AdmitNode never admits its nodes).
+	Admitter Admitter
+	// Process reports an embedded shard's child process; nil: external.
+	Process func() (ShardProcess, bool)
 }
 
 // Options configures the service.
@@ -63,24 +74,70 @@ type Options struct {
 	// is gone, but it does tell an expired one, which then stops; deleting
 	// right away would race that news.
 	CutGrace time.Duration
-	Logger   *slog.Logger
-	Now      func() time.Time // default time.Now
+	// CutTimeout bounds one attempt at cutting nodes off (default 5s); a
+	// cut that fails is retried every CutRetry (default 250ms) as soon as
+	// the shard answers its health check.
+	CutTimeout time.Duration
+	CutRetry   time.Duration
+	// ShardNodeCap is how many nodes a shard holds before it takes no new
+	// rooms (0: no cap). ShardCheckTimeout bounds one shard's health
+	// check and one admission check (default 3s).
+	ShardNodeCap      int
+	ShardCheckTimeout time.Duration
+	// ShardGrace is how long a shard stays unhealthy before its open
+	// rooms move to healthy shards (default 30s; negative: never).
+	ShardGrace time.Duration
+	// Lease is what RunReconciler reconciles under, so that one node of a
+	// deployment reconciles at a time; nil: always this node (one box).
+	Lease  Lease
+	Logger *slog.Logger
+	Now    func() time.Time // default time.Now
+}
+
+// Lease is an exclusive right that at most one node holds at a time
+// (package lease: a PostgreSQL advisory lock, or always held).
+type Lease interface {
+	// TryAcquire takes the lease if it is free and reports whether this
+	// node holds it now, without waiting.
+	TryAcquire(ctx context.Context) (held bool, err error)
+	// Release gives it up for another node to take at once.
+	Release(ctx context.Context) error
+}
+
+// Publisher receives the events of mutations.
+type Publisher interface {
+	Publish(ctx context.Context, events ...cp.Event)
 }
 
 // Service implements the control plane's rules.
 type Service struct {
-	store  *store.Store
-	shards map[string]Shard
-	names  []string
-	opts   Options
-	log    *slog.Logger
-	now    func() time.Time
-	locks  [64]sync.Mutex
-	paths  paths
+	store    *store.Store
+	shards   map[string]Shard
+	names    []string
+	opts     Options
+	log      *slog.Logger
+	now      func() time.Time
+	locks    [64]sync.Mutex
+	paths    paths
+	relayObs atomic.Pointer[relayObserver]
+	pub      atomic.Pointer[Publisher]
+	mod      atomic.Pointer[Moderator]
+	cuts     cuts
+	loads    shardLoads
+	sources  relaySources
+	moved    atomic.Uint64 // rooms moved off lost shards
+	notes    atomic.Pointer[ShardNotifier]
+	admits   admitCache // keys no shard knew a moment ago
+	// roundEvery is the health loop's interval (RunShardMonitor), in ns
+	roundEvery atomic.Int64
+
+	// hookPasswordChecked, when set (tests), runs after a join's room
+	// password was checked and before the join takes the room's lock.
+	hookPasswordChecked func()
 
 	closing   chan struct{}
 	closeOnce sync.Once
-	pending   sync.WaitGroup // delayed deletions
+	pending   sync.WaitGroup // delayed deletions and the cut retrier
 }
 
 // RoomUserPrefix starts the name of every Headscale user that is a room.
@@ -102,18 +159,45 @@ func New(st *store.Store, o Options) (*Service, error) {
 	if s.opts.CutGrace == 0 {
 		s.opts.CutGrace = 2 * time.Second
 	}
+	if s.opts.CutTimeout == 0 {
+		s.opts.CutTimeout = 5 * time.Second
+	}
+	if s.opts.CutRetry == 0 {
+		s.opts.CutRetry = 250 * time.Millisecond
+	}
+	if s.opts.ShardGrace == 0 {
+		s.opts.ShardGrace = 30 * time.Second
+	}
+	if s.opts.ShardCheckTimeout == 0 {
+		s.opts.ShardCheckTimeout = 3 * time.Second
+	}
+	s.loads.byName = map[string]*shardLoad{}
 	for _, sh := range o.Shards {
 		if _, dup := s.shards[sh.Name]; dup {
 			return nil, fmt.Errorf("service: duplicate shard %q", sh.Name)
 		}
 		s.shards[sh.Name] = sh
 		s.names = append(s.names, sh.Name)
+		s.loads.byName[sh.Name] = &shardLoad{}
 	}
 	sort.Strings(s.names)
 	return s, nil
 }
 
-// Close finishes pending node deletions at once and waits for them.
+// SetPublisher makes the service publish the events of its mutations to p
+// (chat, the admin panel). Set it before serving; callers then must not
+// publish the returned events again.
+func (s *Service) SetPublisher(p Publisher) { s.pub.Store(&p) }
+
+// publish hands events to the publisher; callers hold the room's lock.
+func (s *Service) publish(ctx context.Context, events []cp.Event) {
+	if p := s.pub.Load(); p != nil && len(events) > 0 {
+		(*p).Publish(context.WithoutCancel(ctx), events...)
+	}
+}
+
+// Close finishes pending node deletions at once and waits for them; cuts
+// still waiting for Headscale are left to the next start's reconciliation.
 func (s *Service) Close() {
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.pending.Wait()
@@ -122,11 +206,15 @@ func (s *Service) Close() {
 // lock serializes mutations of one room within this process; the
 // database transaction serializes them across processes.
 func (s *Service) lock(roomID string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(roomID))
-	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	m := s.lockOf(roomID)
 	m.Lock()
 	return m.Unlock
+}
+
+func (s *Service) lockOf(roomID string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(roomID))
+	return &s.locks[h.Sum32()%uint32(len(s.locks))]
 }
 
 func (s *Service) shard(name string) (Shard, error) {
@@ -135,21 +223,6 @@ func (s *Service) shard(name string) (Shard, error) {
 		return Shard{}, fmt.Errorf("room on unknown shard %q: %w", name, cp.ErrUnavailable)
 	}
 	return sh, nil
-}
-
-// pickShard places a new room on the shard with the fewest open rooms.
-func (s *Service) pickShard(ctx context.Context) (Shard, error) {
-	counts, err := s.store.CountOpenRooms(ctx)
-	if err != nil {
-		return Shard{}, fmt.Errorf("counting rooms per shard: %w", err)
-	}
-	best := s.names[0]
-	for _, n := range s.names[1:] {
-		if counts[n] < counts[best] {
-			best = n
-		}
-	}
-	return s.shards[best], nil
 }
 
 // Health reports the first unhealthy shard or database.

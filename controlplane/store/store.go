@@ -176,6 +176,13 @@ func (s *Store) TokenUser(ctx context.Context, hash []byte, now time.Time) (cp.U
 	return s.UserByID(ctx, t.UserID)
 }
 
+// Token returns the unexpired token of a hash.
+func (s *Store) Token(ctx context.Context, hash []byte, now time.Time) (cp.Token, error) {
+	var t cp.Token
+	err := s.db.WithContext(ctx).Where("hash = ? AND expires_at > ?", hash, now).First(&t).Error
+	return t, notFound(err)
+}
+
 // DeleteToken revokes a token hash.
 func (s *Store) DeleteToken(ctx context.Context, hash []byte) error {
 	return s.db.WithContext(ctx).Where("hash = ?", hash).Delete(&cp.Token{}).Error
@@ -212,6 +219,20 @@ func (t *Tx) RoomForUpdate(id string) (cp.Room, error) {
 	return r, notFound(err)
 }
 
+// LockUser loads a user and, on PostgreSQL, locks its row until the
+// transaction ends: a ban (which updates the row) and the joins, room
+// creations and key mints that re-read the ban here are serialized, and so
+// are one user's room creations (the per-user room count).
+func (t *Tx) LockUser(id uint64) (cp.User, error) {
+	q := t.db
+	if t.postgres {
+		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	var u cp.User
+	err := q.Where("id = ?", id).First(&u).Error
+	return u, notFound(err)
+}
+
 // CreateRoom inserts a room.
 func (t *Tx) CreateRoom(r *cp.Room) error { return t.db.Create(r).Error }
 
@@ -244,6 +265,13 @@ func (t *Tx) ActiveMembers(roomID string) ([]cp.Member, error) {
 func (t *Tx) CountOpenRoomsHostedBy(userID uint64) (int64, error) {
 	var n int64
 	err := t.db.Model(&cp.Room{}).Where("host_id = ? AND closed_at IS NULL", userID).Count(&n).Error
+	return n, err
+}
+
+// CountJoinKeys counts the keys ever recorded for a room.
+func (t *Tx) CountJoinKeys(roomID string) (int64, error) {
+	var n int64
+	err := t.db.Model(&cp.JoinKey{}).Where("room_id = ?", roomID).Count(&n).Error
 	return n, err
 }
 
@@ -403,8 +431,9 @@ func (s *Store) DeleteJoinKeys(ctx context.Context, shard string, ids []uint64) 
 }
 
 // ActiveMembersByRoom maps each open room of a shard to its active
-// members' user ids.
-func (s *Store) ActiveMembersByRoom(ctx context.Context, shard string) (map[string]map[uint64]bool, error) {
+// members' user ids. Users banned at now are not counted: their
+// memberships are as good as gone.
+func (s *Store) ActiveMembersByRoom(ctx context.Context, shard string, now time.Time) (map[string]map[uint64]bool, error) {
 	type row struct {
 		RoomID string
 		UserID uint64
@@ -412,6 +441,7 @@ func (s *Store) ActiveMembersByRoom(ctx context.Context, shard string) (map[stri
 	var rows []row
 	err := s.db.WithContext(ctx).Model(&cp.Member{}).Select("members.room_id, members.user_id").
 		Joins("JOIN rooms ON rooms.id = members.room_id AND rooms.closed_at IS NULL AND rooms.shard = ?", shard).
+		Joins("JOIN users ON users.id = members.user_id AND NOT "+bannedAt, now.UTC()).
 		Where("members.state = ?", cp.MemberActive).Scan(&rows).Error
 	if err != nil {
 		return nil, err
@@ -442,16 +472,24 @@ func (s *Store) RoomsOf(ctx context.Context, userID uint64) ([]string, error) {
 	return ids, err
 }
 
-// SetBanned sets or clears a user's ban and, when banning, revokes every
-// token of the user in the same transaction.
-func (s *Store) SetBanned(ctx context.Context, userID uint64, at *time.Time) error {
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Model(&cp.User{}).Where("id = ?", userID).Update("banned_at", at).Error; err != nil {
-			return err
-		}
-		if at != nil {
-			return tx.Where("user_id = ?", userID).Delete(&cp.Token{}).Error
-		}
-		return nil
-	})
+// BannedMembers lists the active memberships of users banned at now in
+// the open rooms of a shard, with their users.
+func (s *Store) BannedMembers(ctx context.Context, shard string, now time.Time) ([]cp.Member, error) {
+	var ms []cp.Member
+	err := s.db.WithContext(ctx).Preload("User").Select("members.*").
+		Joins("JOIN rooms ON rooms.id = members.room_id AND rooms.closed_at IS NULL AND rooms.shard = ?", shard).
+		Joins("JOIN users ON users.id = members.user_id AND "+bannedAt, now.UTC()).
+		Where("members.state = ?", cp.MemberActive).Find(&ms).Error
+	return ms, err
+}
+
+// KeylessRooms lists the open rooms of a shard created before before for
+// which no join key was ever recorded: their host never got a grant.
+func (s *Store) KeylessRooms(ctx context.Context, shard string, before time.Time) ([]cp.Room, error) {
+	var rooms []cp.Room
+	err := s.db.WithContext(ctx).
+		Where("shard = ? AND closed_at IS NULL AND created_at < ?", shard, before).
+		Where("NOT EXISTS (SELECT 1 FROM join_keys WHERE join_keys.room_id = rooms.id)").
+		Find(&rooms).Error
+	return rooms, err
 }

@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,7 +19,9 @@ type collector struct{ s *Server }
 
 var derpDesc = prometheus.NewDesc("roomnet_derp_stat", "A derpserver counter or gauge, by name.", []string{"name"}, nil)
 
-func (c collector) Describe(ch chan<- *prometheus.Desc) { ch <- derpDesc }
+var pairsDesc = prometheus.NewDesc("roomnet_derp_relayed_pairs", "Node pairs (one direction each) the relay carried a packet between in the last 30 s.", nil, nil)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) { ch <- derpDesc; ch <- pairsDesc }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	var vars map[string]any
@@ -26,6 +29,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	flatten(ch, "", vars)
+	ch <- prometheus.MustNewConstMetric(pairsDesc, prometheus.GaugeValue, float64(len(c.s.flows.since(c.s.flows.now().Add(-30*time.Second)))))
 }
 
 func flatten(ch chan<- prometheus.Metric, prefix string, vars map[string]any) {

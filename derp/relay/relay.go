@@ -35,10 +35,16 @@ import (
 type Options struct {
 	Listen     string // DERP over TLS, host:port (port 0: ephemeral)
 	STUNListen string // UDP host:port; empty: no STUN
-	Hostname   string // what nodes dial; default: host of Listen
-	CertFile   string // empty: a self-signed certificate (development only)
-	KeyFile    string
-	StateDir   string // private key and self-signed certificate
+	// STUNAltListen is a second STUN port on the same host (empty: none).
+	// A client that asks both from one socket learns whether its NAT
+	// maps each destination to another public port (a hard NAT): what
+	// roomnet doctor tells a player. The DERP map lists it as a STUN-only
+	// node of the region (AltNode).
+	STUNAltListen string
+	Hostname      string // what nodes dial; default: host of Listen
+	CertFile      string // empty: a self-signed certificate (development only)
+	KeyFile       string
+	StateDir      string // private key and self-signed certificate
 	// VerifyURL is Headscale's /verify endpoint. Clients whose node key
 	// Headscale does not know are refused; when the URL is unreachable the
 	// relay refuses too (fail closed).
@@ -67,6 +73,7 @@ type Server struct {
 	httpSrv    *http.Server
 	ln         net.Listener
 	stun       *stunserver.STUNServer
+	stunAlt    *stunserver.STUNServer
 	stunCancel context.CancelFunc
 	selfSigned bool
 	wg         sync.WaitGroup
@@ -74,6 +81,7 @@ type Server struct {
 	meshCancel context.CancelFunc
 	closeOnce  sync.Once
 	closeErr   error
+	flows      flowTable
 }
 
 // Start listens and serves until Close.
@@ -93,7 +101,7 @@ func Start(o Options) (*Server, error) {
 	if o.Hostname == "" {
 		o.Hostname = host
 	}
-	s := &Server{opts: o, log: log}
+	s := &Server{opts: o, log: log, flows: flowTable{now: time.Now}}
 	var cert tls.Certificate
 	if o.CertFile != "" {
 		cert, err = tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
@@ -128,7 +136,7 @@ func Start(o Options) (*Server, error) {
 	s.derp = d
 
 	mux := http.NewServeMux()
-	mux.Handle("/derp", derpserver.Handler(d))
+	mux.Handle("/derp", s.tapHandler(derpserver.Handler(d)))
 	mux.HandleFunc("/derp/probe", derpserver.ProbeHandler)
 	mux.HandleFunc("/derp/latency-check", derpserver.ProbeHandler)
 	mux.HandleFunc("/generate_204", derpserver.ServeNoContent)
@@ -158,19 +166,28 @@ func Start(o Options) (*Server, error) {
 		}
 	}()
 
-	if o.STUNListen != "" {
+	if o.STUNListen != "" || o.STUNAltListen != "" {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.stunCancel = cancel
-		s.stun = stunserver.New(ctx)
-		if err := s.stun.Listen(o.STUNListen); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("listening for stun: %w", err)
+		for _, l := range []struct {
+			addr string
+			srv  **stunserver.STUNServer
+		}{{o.STUNListen, &s.stun}, {o.STUNAltListen, &s.stunAlt}} {
+			if l.addr == "" {
+				continue
+			}
+			srv := stunserver.New(ctx)
+			if err := srv.Listen(l.addr); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("listening for stun on %s: %w", l.addr, err)
+			}
+			*l.srv = srv
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				_ = srv.Serve()
+			}()
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			_ = s.stun.Serve()
-		}()
 	}
 	meshCtx, meshCancel := context.WithCancel(context.Background())
 	s.meshCancel = meshCancel
@@ -247,11 +264,16 @@ func (s *Server) Addr() netip.AddrPort {
 }
 
 // STUNPort is the STUN UDP port, or -1 when STUN is off.
-func (s *Server) STUNPort() int {
-	if s.stun == nil {
+func (s *Server) STUNPort() int { return stunPort(s.stun) }
+
+// STUNAltPort is the second STUN port, or -1 when there is none.
+func (s *Server) STUNAltPort() int { return stunPort(s.stunAlt) }
+
+func stunPort(srv *stunserver.STUNServer) int {
+	if srv == nil {
 		return -1
 	}
-	_, p, _ := net.SplitHostPort(s.stun.LocalAddr().String())
+	_, p, _ := net.SplitHostPort(srv.LocalAddr().String())
 	n, _ := strconv.Atoi(p)
 	return n
 }
@@ -278,6 +300,17 @@ func (s *Server) Node(regionID int, name string) *tailcfg.DERPNode {
 			n.IPv4, n.IPv6 = "none", a.String()
 		}
 	}
+	return n
+}
+
+// AltNode describes the second STUN port as a STUN-only node of the
+// region, or returns nil when there is none.
+func (s *Server) AltNode(regionID int, name string) *tailcfg.DERPNode {
+	if s.stunAlt == nil {
+		return nil
+	}
+	n := s.Node(regionID, name)
+	n.STUNPort, n.STUNOnly = s.STUNAltPort(), true
 	return n
 }
 

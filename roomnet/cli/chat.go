@@ -11,6 +11,7 @@ import (
 
 	"github.com/roomnet/roomnet/chat"
 	"github.com/roomnet/roomnet/chat/chatclient"
+	"github.com/roomnet/roomnet/roomnet"
 )
 
 // cmdChat reads and writes a room's (or a lobby's) chat through the chat
@@ -50,11 +51,20 @@ func cmdChat(ctx context.Context, args []string, env Env) error {
 	cl, err := chatclient.Dial(dctx, chatclient.Options{URL: url, Token: c.Token()})
 	cancel()
 	if err != nil {
-		return fail(ExitUnreachable, "chat: %v", err)
+		// Refused or unreachable? The REST API tells an expired login
+		// apart from a server that is down.
+		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, merr := c.Me(mctx)
+		cancel()
+		var ae *roomnet.Error
+		if errors.As(merr, &ae) {
+			return merr
+		}
+		return fail(ExitUnreachable, "chat: cannot reach the server: %v", err)
 	}
 	defer cl.Close()
 	if *lobby != "" {
-		if err := cl.Join(ctx, *lobby); err != nil {
+		if err := cl.Join(ctx, conv); err != nil {
 			return fail(ExitError, "chat: joining lobby %s: %v", *lobby, err)
 		}
 	}

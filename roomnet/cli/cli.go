@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/roomnet/roomnet/roomnet"
@@ -32,6 +34,9 @@ const (
 	ExitKicked        = 13
 	ExitNodeFailed    = 14 // the key expired or the node could not come up
 	ExitNotFound      = 15 // no such room or invite
+	ExitForbidden     = 16 // not allowed: kick or close by a non-host
+	ExitNoCapacity    = 17 // the server takes no new rooms now; joining still works
+	ExitDoctor        = 18 // roomnet doctor found a problem that stops rooms from working
 )
 
 // Env is what a command sees of its process.
@@ -39,6 +44,9 @@ type Env struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// Version is the build's version ("" : the module version Go
+	// recorded, or "dev").
+	Version string
 }
 
 // exitError carries an exit code and a message for people.
@@ -64,6 +72,13 @@ func Run(ctx context.Context, args []string, env Env) int {
 	switch cmd {
 	case "login":
 		err = cmdLogin(ctx, rest, env)
+	case "register":
+		err = cmdRegister(ctx, rest, env)
+	case "version", "--version", "-version":
+		fmt.Fprintln(env.Stdout, "roomnet", version(env))
+		return ExitOK
+	case "profiles":
+		err = cmdProfiles(ctx, rest, env)
 	case "logout":
 		err = cmdLogout(ctx, rest, env)
 	case "whoami":
@@ -88,6 +103,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = cmdPing(ctx, rest, env)
 	case "chat":
 		err = cmdChat(ctx, rest, env)
+	case "doctor":
+		err = cmdDoctor(ctx, rest, env)
 	case "help", "-h", "--help":
 		usage(env.Stdout)
 		return ExitOK
@@ -111,19 +128,27 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: roomnet <command> [flags]
 
   login --server URL [--username U] [--password-stdin]   sign in (token kept in your config dir)
-  logout | whoami [--json]
+  register --server URL [--username U] [--password-stdin] create an account and sign in
+  logout | whoami [--json] | version (or --version)
   rooms [--game G] [--json]                              public rooms
   create --name N [--game G] [--max N] [--private] [--password P] [--port 27015/udp]... [--json]
   host   --name N [--game G] [--max N] [...create flags]   create a room and stay in it
-  join   <room id | invite code | roomnet://join/CODE> [--password P] [--bind 127.0.0.1]
+  join   <room id | invite code | roomnet://join/CODE> [--password P] [--bind 127.0.0.1] [--wait 30s]
+                                                         (your own room: you host it)
   open   roomnet://join/CODE                             what a launcher's URL handler runs
   status [--json] | leave | kick <member> | close         the room this machine is in
   ping   <member> [--count N] [--json]                   round trip over the room (from the running session)
   chat   [--room ID | --lobby NAME] [--send TEXT | --tail] [--json]   room chat in the terminal
+  profiles [--profiles FILE] [--json]                    the games whose LAN discovery is bridged
+  doctor [--server URL] [--json]                         preflight: server, login, relays, UDP, NAT, port mapping, MTU
+  doctor --room [--count N] [--json]                     in a room: the members × members matrix (from the running session)
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 server unreachable, 4 not logged in,
 10 wrong password, 11 room full, 12 room closed, 13 kicked, 14 node failed
-or key expired, 15 no such room or invite.
+or key expired, 15 no such room or invite (a private room joined by id
+is not found: use its invite code), 16 not allowed (kick or close by a
+non-host), 17 the server takes no new rooms now (try later, or join one),
+18 doctor found a problem that stops rooms from working.
 `)
 }
 
@@ -148,6 +173,12 @@ func exitCode(err error) int {
 			return ExitKicked
 		case roomnet.CodeNotFound:
 			return ExitNotFound
+		case roomnet.CodeForbidden, roomnet.CodeBanned:
+			return ExitForbidden
+		case roomnet.CodeCapacity:
+			return ExitNoCapacity
+		case roomnet.CodeSignupDisabled:
+			return ExitUnauthorized
 		case roomnet.CodeBadRequest, roomnet.CodeInvalidJSON:
 			return ExitUsage
 		}
@@ -167,7 +198,7 @@ func message(err error) string {
 	if errors.As(err, &ae) {
 		switch ae.Code {
 		case roomnet.CodeUnauthorized:
-			return "not logged in, or the login expired: run roomnet login"
+			return "your login expired or was revoked: run roomnet login"
 		case roomnet.CodeWrongPassword:
 			return "wrong room password"
 		case roomnet.CodeRoomFull:
@@ -180,6 +211,19 @@ func message(err error) string {
 			return "no such room or invite code"
 		case roomnet.CodeAlreadyMember:
 			return "you are already in this room"
+		case roomnet.CodeForbidden:
+			if m := strings.TrimPrefix(ae.Message, "forbidden: "); m != "" && m != "forbidden" {
+				return "not allowed: " + m
+			}
+			return "not allowed"
+		case roomnet.CodeBanned:
+			return banned(ae)
+		case roomnet.CodeUsernameTaken:
+			return "that username is taken"
+		case roomnet.CodeSignupDisabled:
+			return "this server does not take sign-ups: ask its admin for an account"
+		case roomnet.CodeCapacity:
+			return "the server is full and takes no new rooms right now: try again in a minute, or join an existing room"
 		}
 		return ae.Message
 	}
@@ -187,6 +231,22 @@ func message(err error) string {
 		return "cannot reach the server: " + err.Error()
 	}
 	return err.Error()
+}
+
+// banned words a ban for its player: "this account is banned until
+// <time> because <reason>", or "this account is banned: <reason>" for
+// good. (An older server says only "forbidden".)
+func banned(ae *roomnet.Error) string {
+	s := "this account is banned"
+	if ae.Until != nil {
+		s += " until " + ae.Until.Local().Format("2006-01-02 15:04 MST")
+		if ae.Reason != "" {
+			s += " because " + ae.Reason
+		}
+	} else if ae.Reason != "" {
+		s += ": " + ae.Reason
+	}
+	return s
 }
 
 // state is what the CLI keeps in the user's config dir (0600).
@@ -303,4 +363,16 @@ func isRoomID(s string) bool {
 		}
 	}
 	return true
+}
+
+// version is the build's version and the Go release it was built with.
+func version(env Env) string {
+	v := env.Version
+	if v == "" {
+		v = "dev"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+	}
+	return v + " (" + runtime.Version() + ")"
 }

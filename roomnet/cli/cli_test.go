@@ -29,6 +29,12 @@ func TestMain(m *testing.M) {
 	// The test binary may be the embedded Headscale child: that check
 	// comes first, before anything is built.
 	roomnettest.MainWith(m, func() func() {
+		// ROOMNET_CLI_BINARY runs the tests against another build (an
+		// older one: does a new test fail before its fix?).
+		if b := os.Getenv("ROOMNET_CLI_BINARY"); b != "" {
+			binary = b
+			return func() {}
+		}
 		dir, err := os.MkdirTemp("", "roomnet-cli")
 		if err != nil {
 			panic(err)
@@ -80,6 +86,7 @@ type bg struct {
 	mu    sync.Mutex
 	lines []string
 	done  chan int
+	errb  bytes.Buffer // stderr: read it once the command ended
 }
 
 func (u *user) start(args ...string) *bg {
@@ -87,8 +94,7 @@ func (u *user) start(args ...string) *bg {
 	b := &bg{cmd: u.cmd("", args...), done: make(chan int, 1)}
 	out, err := b.cmd.StdoutPipe()
 	require.NoError(u.t, err)
-	var errb bytes.Buffer
-	b.cmd.Stderr = &errb
+	b.cmd.Stderr = &b.errb
 	require.NoError(u.t, b.cmd.Start())
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -112,7 +118,7 @@ func (u *user) start(args ...string) *bg {
 			b.cmd.Process.Kill()
 		}
 		if u.t.Failed() {
-			u.t.Logf("%v stderr:\n%s", args, errb.String())
+			u.t.Logf("%v stderr:\n%s", args, b.errb.String())
 		}
 	})
 	return b
@@ -202,7 +208,7 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 	player := bob.start("join", link, "--bind", "127.0.0.2")
 	player.await(t, "host reached at")
 	player.await(t, "+ alice")
-	require.Contains(t, player.await(t, "  alice "), "relayed via roomnet", "the live view shows how the host is reached")
+	require.Regexp(t, `^100\.64\.\d+\.\d+ relayed via roomnet, \d+\.\d+ ms$`, player.await(t, "  alice "), "the live view shows how the host is reached, with the round trip's precision")
 	// The session reports its links; admins see them beside the member.
 	require.Eventually(t, func() bool {
 		rooms, err := h.Admin.AdminRooms(context.Background(), url.Values{"q": {"cli room"}})
@@ -266,8 +272,10 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 		require.Positive(t, r.RTTMS)
 		require.Empty(t, r.Error)
 	}
-	code, _, _ = bob.run("", "ping", "mallory")
+	code, out, errs = bob.run("", "ping", "mallory")
 	require.Equal(t, cli.ExitError, code, "pinging a non-member fails")
+	require.Empty(t, out)
+	require.Equal(t, "roomnet: mallory: no such member with a node in the room\n", errs, "one error, said once")
 	code, _, _ = carol.run("", "ping", "alice")
 	require.Equal(t, cli.ExitError, code, "no session runs for carol")
 
@@ -279,6 +287,11 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 	require.Contains(t, out, "alice: gl hf")
 	code, _, _ = carol.run("", "chat", "--room", st.Room.ID, "--send", "let me in")
 	require.Equal(t, cli.ExitError, code, "a non-member cannot post")
+	code, _, errs = alice.run("", "chat", "--lobby", "general", "--send", "anyone for cs?")
+	require.Equal(t, 0, code, errs)
+	code, out, errs = bob.run("", "chat", "--lobby", "general", "--tail")
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "alice: anyone for cs?")
 	code, out, errs = bob.run("typed line\n", "chat", "--json")
 	require.Equal(t, 0, code, errs)
 	require.Contains(t, out, `"body":"gl hf"`)
@@ -344,6 +357,20 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 	require.Subset(t, events, []string{"contacting", "room", "key_issued", "node_up", "host_reached", "member_joined", "leaving"})
 	require.Equal(t, "contacting", events[0])
 	require.Equal(t, "leaving", events[len(events)-1])
+	// Leaving from another terminal ends the session normally: a left
+	// event, no error event.
+	launcher = carol.start("join", invite, "--json", "--bind", "127.0.0.3")
+	launcher.await(t, `{"event":"host_reached"`)
+	code, _, errs = carol.run("", "leave")
+	require.Equal(t, 0, code, errs)
+	launcher.exits(t, 0, 0, "roomnet join --json after roomnet leave")
+	launcher.mu.Lock()
+	last := launcher.lines[len(launcher.lines)-1]
+	for _, l := range launcher.lines {
+		require.NotContains(t, l, `"event":"error"`, "a normal leave is no error")
+	}
+	launcher.mu.Unlock()
+	require.Contains(t, last, `"event":"left"`)
 	code, out, _ = carol.run("", "join", "ZZZZZZZZ", "--json")
 	require.Equal(t, cli.ExitNotFound, code)
 	require.Contains(t, out, `{"code":`+fmt.Sprint(cli.ExitNotFound)+`,"event":"error"`, "a launcher reads the failure from the stream too")

@@ -83,22 +83,14 @@ func answer(c net.Conn, n *node.Node, peers *peerSet) {
 		for _, ip := range ips {
 			r := PingResult{Member: req.Member, IP: ip.String()}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			d, err := n.Ping(ctx, ip)
+			pp, err := n.PingPath(ctx, ip)
 			if err != nil {
 				r.Error = err.Error()
 			} else {
-				r.RTTMS = float64(d.Microseconds()) / 1000
-			}
-			if ps, err := n.Peers(ctx); err == nil {
-				for _, p := range ps {
-					for _, pip := range p.IPs {
-						if pip == ip {
-							r.Direct, r.Path = p.Direct, p.Relay
-							if p.Direct {
-								r.Path = p.CurAddr
-							}
-						}
-					}
+				r.RTTMS = float64(pp.RTT.Microseconds()) / 1000
+				r.Direct, r.Path = pp.Endpoint != "", pp.Relay
+				if r.Direct {
+					r.Path = pp.Endpoint
 				}
 			}
 			cancel()
@@ -146,6 +138,10 @@ func cmdPing(ctx context.Context, args []string, env Env) error {
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			return err
 		}
+		if r.Error != "" && r.IP == "" {
+			// Nothing was pinged (no such member): one error, not two.
+			return fail(ExitError, "%s: %s", member, r.Error)
+		}
 		if r.Error != "" {
 			failed++
 		}
@@ -157,9 +153,11 @@ func cmdPing(ctx context.Context, args []string, env Env) error {
 		case r.Error != "":
 			fmt.Fprintf(env.Stdout, "%s %s: %s\n", r.Member, r.IP, r.Error)
 		case r.Direct:
-			fmt.Fprintf(env.Stdout, "%s %s: %.1f ms direct %s\n", r.Member, r.IP, r.RTTMS, r.Path)
+			fmt.Fprintf(env.Stdout, "%s %s: %s direct %s\n", r.Member, r.IP, formatRTT(r.RTTMS), r.Path)
+		case r.Path != "":
+			fmt.Fprintf(env.Stdout, "%s %s: %s relayed via %s\n", r.Member, r.IP, formatRTT(r.RTTMS), r.Path)
 		default:
-			fmt.Fprintf(env.Stdout, "%s %s: %.1f ms relayed via %s\n", r.Member, r.IP, r.RTTMS, r.Path)
+			fmt.Fprintf(env.Stdout, "%s %s: %s relayed\n", r.Member, r.IP, formatRTT(r.RTTMS))
 		}
 	}
 	if failed > 0 {

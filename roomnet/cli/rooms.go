@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/roomnet/roomnet/roomnet"
@@ -160,17 +161,23 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, _, id, err := roomTarget(env, fs.Args())
+	c, s, id, err := roomTarget(env, fs.Args())
 	if err != nil {
 		return err
 	}
 	room, err := c.Room(ctx, id)
 	if err != nil {
-		return err
+		return gone(ctx, env, c, s, id, err)
+	}
+	if room.ClosedAt != nil {
+		return gone(ctx, env, c, s, id, &roomnet.Error{Code: roomnet.CodeRoomClosed})
 	}
 	members, err := c.Members(ctx, id)
 	if err != nil {
-		return err
+		return gone(ctx, env, c, s, id, err)
+	}
+	if id == s.Room && !slices.ContainsFunc(members, func(m roomnet.Member) bool { return strings.EqualFold(m.Username, s.Username) }) {
+		return gone(ctx, env, c, s, id, nil) // an admin sees members of rooms they are not in
 	}
 	if *asJSON {
 		return printJSON(env.Stdout, StatusOutput{Room: room, Members: members})
@@ -196,6 +203,51 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 	return nil
 }
 
+// gone explains why the user is no longer in a room (closed, kicked,
+// left elsewhere, no such room), given what the server said (nil: the
+// user is not among the members), and forgets the room when it was the
+// one this machine is in. Other errors pass through unchanged.
+func gone(ctx context.Context, env Env, c *roomnet.Client, s state, id string, err error) error {
+	var ae *roomnet.Error
+	if err != nil && !errors.As(err, &ae) {
+		return err
+	}
+	if ae == nil {
+		ae = &roomnet.Error{Code: roomnet.CodeNotMember}
+	}
+	if ae.Code == roomnet.CodeForbidden || ae.Code == roomnet.CodeNotMember {
+		// Not a member (members see members): ask the server why. A
+		// non-member gets no key, so this changes nothing.
+		var why *roomnet.Error
+		if _, kerr := c.RenewKey(ctx, id); errors.As(kerr, &why) {
+			ae = why
+		} else if err != nil {
+			return err
+		}
+	}
+	var out error
+	switch ae.Code {
+	case roomnet.CodeRoomClosed:
+		out = fail(ExitRoomClosed, "room %s was closed", id)
+	case roomnet.CodeKicked:
+		out = fail(ExitKicked, "you were kicked from room %s", id)
+	case roomnet.CodeNotMember:
+		out = fail(ExitError, "you are not in room %s (any more)", id)
+	case roomnet.CodeNotFound:
+		out = fail(ExitNotFound, "no room %s", id)
+	default:
+		return err
+	}
+	if id == s.Room {
+		s.Room = ""
+		if serr := saveState(env, s); serr != nil {
+			return serr
+		}
+		out.(*exitError).msg += "; forgotten here"
+	}
+	return out
+}
+
 func cmdLeave(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("leave", env)
 	if err := parse(fs, args); err != nil {
@@ -206,14 +258,23 @@ func cmdLeave(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	if err := c.Leave(ctx, id); err != nil {
+		// Out of the room already (closed, kicked, left elsewhere): that
+		// is what leave wants; the room is forgotten, and the user told.
 		var ae *roomnet.Error
-		if !errors.As(err, &ae) || ae.Code != roomnet.CodeNotMember {
+		if !errors.As(err, &ae) || ae.Code != roomnet.CodeNotMember && ae.Code != roomnet.CodeRoomClosed && ae.Code != roomnet.CodeNotFound {
 			return err
+		}
+		var ee *exitError
+		if errors.As(gone(ctx, env, c, s, id, err), &ee) {
+			fmt.Fprintln(env.Stdout, ee.msg)
+			return nil
 		}
 	}
 	if s.Room == id {
 		s.Room = ""
-		_ = saveState(env, s)
+		if err := saveState(env, s); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(env.Stdout, "left room %s\n", id)
 	return nil

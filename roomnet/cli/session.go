@@ -45,10 +45,16 @@ func (r reporter) emit(event string, fields map[string]any, text func()) {
 	_ = json.NewEncoder(r.env.Stdout).Encode(out) // one line each
 }
 
-// done reports how the session ended, as a last event, and passes err on.
+// done reports how the session ended, as a last event, and passes err on:
+// an error event, or a left event when the user left from elsewhere.
 func (r reporter) done(err error) error {
-	if err != nil && r.json {
-		r.emit("error", map[string]any{"code": exitCode(err), "message": message(err)}, func() {})
+	if err == nil || !r.json {
+		return err
+	}
+	if code := exitCode(err); code != ExitOK {
+		r.emit("error", map[string]any{"code": code, "message": message(err)}, func() {})
+	} else {
+		r.emit("left", map[string]any{"message": message(err)}, func() {})
 	}
 	return err
 }
@@ -60,13 +66,14 @@ func cmdHost(ctx context.Context, args []string, env Env) error {
 	}
 	rep := reporter{env, *f.asJSON}
 	rep.emit("room", map[string]any{"room": r.Room}, func() { printInvite(env, r.Room) })
-	return rep.done(session(ctx, rep, c, s, r.Room, r.Join, sessionOpts{host: true, bind: "127.0.0.1", prof: f.prof, node: f.node}))
+	return rep.done(session(ctx, rep, c, s, r.Room, r.Join, sessionOpts{host: true, bind: "127.0.0.1", prof: f.prof, node: f.node, wait: 30 * time.Second}))
 }
 
 func cmdJoin(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("join", env)
-	password := fs.String("password", "", "room password")
+	password := fs.String("password", "", "room password (joining by room id; an invite code needs none)")
 	bind := fs.String("bind", "127.0.0.1", "local address the host's game ports are forwarded on")
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the host's node to come online")
 	asJSON := fs.Bool("json", false, "one JSON event per line on stdout, for launchers")
 	lanf := addLANFlags(fs)
 	nodef := addNodeFlags(fs)
@@ -91,32 +98,53 @@ func cmdJoin(ctx context.Context, args []string, env Env) error {
 	if _, err := netip.ParseAddr(*bind); err != nil {
 		return fail(ExitUsage, "--bind: want an IP address, got %q", *bind)
 	}
+	if *wait <= 0 {
+		return fail(ExitUsage, "--wait: want a positive duration, got %v", *wait)
+	}
 	c, s, err := client(env)
 	if err != nil {
 		return err
 	}
 	rep := reporter{env, *asJSON}
+	if invite != "" && *password != "" {
+		fmt.Fprintln(env.Stderr, "an invite code stands in for the room password: --password is not used")
+	}
 	rep.progress("contacting", "contacting server…", nil)
 	grant, err := joinOrRenew(ctx, c, roomID, invite, *password)
 	if err != nil {
+		var ae *roomnet.Error
+		if errors.As(err, &ae) && ae.Code == roomnet.CodeWrongPassword && *password == "" {
+			err = fail(ExitWrongPassword, "this room needs a password: roomnet join %s --password …", target)
+		}
 		return rep.done(err)
 	}
 	room, err := c.Room(ctx, grant.RoomID)
 	if err != nil {
 		return rep.done(err)
 	}
+	// The host joining their own room (the web lobby's "Create a room"
+	// hands over roomnet join CODE) hosts it: the room's game ports are
+	// served here, and nobody is waited for.
+	host := s.Username != "" && strings.EqualFold(room.Host, s.Username)
 	prof, err := lanf.profile(room.Game)
 	if err != nil {
-		leaveQuietly(c, room.ID)
+		if !host {
+			leaveQuietly(c, room.ID)
+		}
 		return rep.done(err)
 	}
-	if prof != nil && !bindSet(fs) {
+	if prof != nil && !bindSet(fs) && !host {
 		// Announcements appear from this machine's LAN address: the game
 		// connects there, not to 127.0.0.1.
 		*bind = "0.0.0.0"
 	}
-	rep.emit("room", map[string]any{"room": room}, func() {})
-	return rep.done(session(ctx, rep, c, s, room, grant, sessionOpts{bind: *bind, prof: prof, node: nodef}))
+	rep.emit("room", map[string]any{"room": room}, func() {
+		if host {
+			fmt.Fprintln(env.Stdout, "you host this room")
+			printInvite(env, room)
+		}
+	})
+	return rep.done(session(ctx, rep, c, s, room, grant, sessionOpts{host: host, bind: *bind, prof: prof, node: nodef, wait: *wait, askHost: !host && *lanf.name != "off", bindSet: bindSet(fs)}))
 }
 
 // session brings the node up, forwards game ports and shows the room until
@@ -128,63 +156,139 @@ type sessionOpts struct {
 	bind string       // player side: where the host's ports are forwarded
 	prof *lan.Profile // LAN discovery to bridge, if any
 	node nodeFlags
+	wait time.Duration // player side: how long the host's node is waited for
+	// askHost: without a profile here, a player asks the host's bridge
+	// which profile it bridges.
+	askHost bool
+	bindSet bool // --bind was given
 }
 
 // nodeFlags choose the node: userspace (default) or the machine's
 // Tailscale client.
 type nodeFlags struct {
-	tun    *bool
-	socket *string
+	tun        *bool
+	socket     *string
+	noPortMaps *bool
 }
 
 func addNodeFlags(fs *flag.FlagSet) nodeFlags {
 	return nodeFlags{
-		tun:    fs.Bool("tun", false, "use this machine's Tailscale client (tailscaled, with a TUN device) instead of a userspace node: games reach room addresses directly"),
-		socket: fs.String("tailscale-socket", "", "tailscaled's LocalAPI socket for --tun (default: the platform's)"),
+		tun:        fs.Bool("tun", false, "use this machine's Tailscale client (tailscaled, with a TUN device) instead of a userspace node: games reach room addresses directly"),
+		socket:     fs.String("tailscale-socket", "", "tailscaled's LocalAPI socket for --tun (default: the platform's)"),
+		noPortMaps: fs.Bool("no-port-mapping", false, "do not ask the router for a port (UPnP, NAT-PMP, PCP); behind a hard NAT the room is then relayed"),
 	}
 }
 
 func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room roomnet.Room, grant roomnet.JoinGrant, o sessionOpts) error {
 	env := rep.env
-	host, bind, prof := o.host, o.bind, o.prof
 	rep.progress("key_issued", "key issued; bringing the node up…", nil)
 	s.Room = room.ID
 	_ = saveState(env, s)
-	leave := func() {
+	forget := func() {
+		if cur, err := loadState(env); err == nil && cur.Room == room.ID {
+			cur.Room = ""
+			_ = saveState(env, cur)
+		}
+	}
+	// leave leaves the room through the API. When that fails the room
+	// stays in the config, so that roomnet leave can finish the job.
+	leave := func() error {
 		lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = c.Leave(lctx, room.ID)
-		s.Room = ""
-		_ = saveState(env, s)
+		err := c.Leave(lctx, room.ID)
+		var ae *roomnet.Error
+		if err != nil && !(errors.As(err, &ae) && (ae.Code == roomnet.CodeNotMember || ae.Code == roomnet.CodeRoomClosed || ae.Code == roomnet.CodeNotFound)) {
+			return leaveFailed(room.ID, err)
+		}
+		forget()
+		return nil
 	}
 	dir, err := stateDir(env)
 	if err != nil {
-		leave()
-		return err
+		return errors.Join(err, leave())
+	}
+	// The room moves when its Headscale shard is lost: a fresh key from
+	// the room's new shard, a fresh node (a new state dir) and the room
+	// served again, without the user doing anything.
+	seen := map[string]bool{} // members shown in the live view, across moves
+	for gen := 0; ; gen++ {
+		err := runNode(ctx, rep, c, s, room, grant, o, dir, gen, seen, leave, forget)
+		if !errors.Is(err, errRoomMoved) {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		g, gerr := c.RenewKey(rctx, room.ID)
+		var r roomnet.Room
+		if gerr == nil {
+			r, gerr = c.Room(rctx, room.ID)
+		}
+		cancel()
+		if gerr != nil {
+			if ctx.Err() != nil {
+				return leave()
+			}
+			var ae *roomnet.Error
+			if errors.As(gerr, &ae) { // kicked, closed or left meanwhile
+				err := cutOff(c, room.ID)
+				if exitCode(err) != ExitNodeFailed {
+					forget()
+				}
+				return err
+			}
+			return errors.Join(fail(ExitNodeFailed, "the room moved to another server and no key came from it: %v", gerr), leave())
+		}
+		room.Shard, grant = r.Shard, g
+		rep.emit("room_moved", map[string]any{"room_id": room.ID, "login_server": g.LoginServer}, func() {
+			fmt.Fprintf(env.Stdout, "the room moved to another server (%s): reconnecting…\n", g.LoginServer)
+		})
+	}
+}
+
+// errRoomMoved ends one node of a session: the room lives on another
+// shard now.
+var errRoomMoved = errors.New("the room moved to another shard")
+
+// runNode runs the session's gen-th node (the first is 0; one more each
+// time the room moves) until the session ends or the room moves
+// (errRoomMoved).
+func runNode(ctx context.Context, rep reporter, c *roomnet.Client, s state, room roomnet.Room, grant roomnet.JoinGrant, o sessionOpts, dir string, gen int, seen map[string]bool, leave func() error, forget func()) error {
+	env := rep.env
+	host, bind, prof := o.host, o.bind, o.prof
+	nodeDir := filepath.Join(dir, "nodes", room.ID)
+	if gen > 0 {
+		nodeDir += fmt.Sprintf(".%d", gen)
 	}
 	upCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	var err error
 	var n *node.Node
 	if *o.node.tun {
 		n, err = node.Attach(upCtx, *o.node.socket, grant, strings.ToLower(s.Username))
 	} else {
-		n, err = node.Start(upCtx, node.Options{
-			Dir:      filepath.Join(dir, "nodes", room.ID),
+		opts := node.Options{
+			Dir:      nodeDir,
 			Hostname: strings.ToLower(s.Username),
 			Grant:    grant,
-		})
+		}
+		if *o.node.noPortMaps {
+			node.NoPortMapper()
+		}
+		if env.Getenv("ROOMNET_NODE_LOG") == "1" { // the WireGuard node's own log, for troubleshooting
+			opts.Logf = func(format string, a ...any) { fmt.Fprintf(env.Stderr, "node: "+format+"\n", a...) }
+		}
+		n, err = node.Start(upCtx, opts)
 	}
 	cancel()
 	if err != nil {
-		leave()
+		lerr := leave()
 		if ctx.Err() != nil {
-			return nil
+			return lerr
 		}
-		return fail(ExitNodeFailed, "the node did not come up (key expired or server unreachable): %v", err)
+		return errors.Join(fail(ExitNodeFailed, "the node did not come up (key expired or server unreachable): %v", err), lerr)
 	}
 	defer func() {
 		n.Close()
 		if !n.Attached() {
-			os.RemoveAll(filepath.Join(dir, "nodes", room.ID))
+			os.RemoveAll(nodeDir)
 		}
 	}()
 	rep.emit("node_up", map[string]any{"ip": n.IP().String(), "room_id": room.ID}, func() {
@@ -192,71 +296,104 @@ func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room
 	})
 
 	fw := &lan.Forwarder{Room: n, Bind: bind, Logf: func(format string, a ...any) { fmt.Fprintf(env.Stderr, format+"\n", a...) }}
+	var hostIP netip.Addr // player side: the host's room address
+	from := "here"        // where the profile bridged comes from
 	if host {
 		if !n.Attached() { // with --tun the system routes the room to the game
 			if err := fw.ServeHost(ctx, room.Ports); err != nil {
-				leave()
-				return fail(ExitError, "%v", err)
+				return errors.Join(fail(ExitError, "%v", err), leave())
 			}
 		}
 	} else {
-		hostIP, err := waitHost(ctx, c, room.ID)
+		var err error
+		hostIP, err = waitHost(ctx, rep, c, room.ID, o.wait)
 		if err != nil {
-			leave()
-			return err
+			if ctx.Err() != nil {
+				return leave()
+			}
+			return errors.Join(err, leave())
 		}
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, o.wait)
 		err = n.WaitReachable(wctx, hostIP)
 		cancel()
 		if err != nil {
-			leave()
-			return fail(ExitNodeFailed, "the host's node did not answer: %v", err)
+			if ctx.Err() != nil {
+				return leave()
+			}
+			return errors.Join(fail(ExitNodeFailed, "the host's node did not answer: %v", err), leave())
 		}
 		rep.emit("host_reached", map[string]any{"ip": hostIP.String()}, func() { fmt.Fprintf(env.Stdout, "host reached at %s\n", hostIP) })
+		if prof == nil && o.askHost {
+			// The host may bridge a game this machine has no profile for
+			// (a --profiles file of theirs): ask the host's bridge.
+			if p, err := askHostProfile(ctx, n, hostIP); err == nil {
+				prof, from = &p, "host"
+				if !o.bindSet {
+					fw.Bind = "0.0.0.0" // announcements appear from the LAN address
+				}
+			} else {
+				rep.progress("lan_none", fmt.Sprintf("no LAN discovery: %v (roomnet profiles; --lan)", err), map[string]any{"message": err.Error()})
+			}
+		}
 		if !n.Attached() { // with --tun the game reaches the host's room address itself
 			if err := fw.ServePlayer(ctx, hostIP, room.Ports); err != nil {
-				leave()
-				return fail(ExitError, "%v", err)
+				return errors.Join(fail(ExitError, "%v", err), leave())
 			}
 		}
 	}
 	defer fw.Close()
 	peers := &peerSet{self: n.IP()}
 	if prof != nil {
-		pc, err := bridgeSocket(n)
-		if err != nil {
-			leave()
-			return fail(ExitError, "LAN discovery: %v", err)
+		// Without discovery the room still works (direct connect): a
+		// bridge that cannot start is said, not fatal.
+		var disc []string
+		for _, d := range prof.Discovery {
+			disc = append(disc, d.String())
 		}
-		br, err := lan.NewBridge(lan.BridgeOptions{Profile: *prof, Room: pc, Peers: peers.get,
-			Logf: func(format string, a ...any) { fmt.Fprintf(env.Stderr, format+"\n", a...) }})
-		if err != nil {
-			leave()
-			return fail(ExitError, "LAN discovery for %s: %v (is the game's discovery port taken by a program that does not share it?)", prof.Name, err)
+		if br, err := startBridge(n, prof, peers, fw, env); err != nil {
+			rep.progress("lan_bridge_failed", fmt.Sprintf("LAN discovery for %s is off: %v", prof.Name, err), map[string]any{"profile": prof.Name, "message": err.Error()})
+		} else {
+			defer br.Close()
+			text := fmt.Sprintf("bridging LAN discovery for %s (%s)", prof.Name, strings.Join(disc, ", "))
+			if from == "host" {
+				text += ", the host's profile"
+			}
+			rep.progress("lan_bridge", text, map[string]any{"profile": prof.Name, "discovery": disc, "from": from})
 		}
-		defer br.Close()
-		rep.progress("lan_bridge", "bridging LAN discovery for "+prof.Name, map[string]any{"profile": prof.Name})
 	}
 	if stop, err := serveControl(dir, n, peers); err != nil {
 		fmt.Fprintf(env.Stderr, "roomnet ping will not reach this session: %v\n", err)
 	} else {
 		defer stop()
 	}
-	return watch(ctx, rep, c, n, room.ID, leave, peers)
+	return watch(ctx, rep, c, n, room, seen, leave, forget, peers)
 }
 
-// waitHost returns the room address of the host's node.
-func waitHost(ctx context.Context, c *roomnet.Client, roomID string) (netip.Addr, error) {
-	deadline := time.Now().Add(30 * time.Second)
+// leaveFailed says that leaving did not go through and what to do.
+func leaveFailed(roomID string, err error) error {
+	code := exitCode(err)
+	if code == ExitOK {
+		code = ExitError
+	}
+	return fail(code, "leaving room %s failed (%s): it stays listed here; run roomnet leave once that is fixed", roomID, message(err))
+}
+
+// waitHost returns the room address of the host's node, saying what it
+// waits for when the host is not online yet.
+func waitHost(ctx context.Context, rep reporter, c *roomnet.Client, roomID string, wait time.Duration) (netip.Addr, error) {
+	deadline := time.Now().Add(wait)
+	told := false
 	for {
 		members, err := c.Members(ctx, roomID)
 		if err != nil {
 			return netip.Addr{}, err
 		}
+		host := ""
 		for _, m := range members {
 			if !m.Host {
 				continue
 			}
+			host = m.Username
 			for _, nd := range m.Nodes {
 				for _, ip := range nd.IPs {
 					if a, err := netip.ParseAddr(ip); err == nil && a.Is4() {
@@ -265,8 +402,12 @@ func waitHost(ctx context.Context, c *roomnet.Client, roomID string) (netip.Addr
 				}
 			}
 		}
+		if !told {
+			told = true
+			rep.progress("waiting_host", fmt.Sprintf("waiting for the host %s to come online (their roomnet host or join runs the room's node)…", host), map[string]any{"host": host})
+		}
 		if time.Now().After(deadline) {
-			return netip.Addr{}, fail(ExitNodeFailed, "the host has no node in the room")
+			return netip.Addr{}, fail(ExitNodeFailed, "the host %s did not come online within %v: the room was made without a running session (roomnet create, or the web lobby); ask them to run roomnet join on it, then join again", host, wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -279,8 +420,19 @@ func waitHost(ctx context.Context, c *roomnet.Client, roomID string) (netip.Addr
 // watch prints members joining and leaving, and how this node reaches
 // each (direct or relayed, round trip), until ctx ends (then it leaves)
 // or the node is cut off (then it says why).
-func watch(ctx context.Context, rep reporter, c *roomnet.Client, n *node.Node, roomID string, leave func(), peers *peerSet) error {
-	seen := map[string]bool{}
+func watch(ctx context.Context, rep reporter, c *roomnet.Client, n *node.Node, room roomnet.Room, seen map[string]bool, leave func() error, forget func(), peers *peerSet) error {
+	roomID := room.ID
+	// moved reports whether the room lives on another shard than this
+	// node's (a server that does not name shards never says so).
+	moved := func() bool {
+		if room.Shard == "" {
+			return false
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		r, err := c.Room(rctx, roomID)
+		return err == nil && r.Shard != "" && r.Shard != room.Shard
+	}
 	paths := map[string]string{} // member → last printed path
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -304,7 +456,10 @@ func watch(ctx context.Context, rep reporter, c *roomnet.Client, n *node.Node, r
 					delete(paths, name)
 				}
 			}
-			seen = now
+			clear(seen) // the caller's map: a moved room's next node goes on from here
+			for name := range now {
+				seen[name] = true
+			}
 			peers.set(members)
 			if tick%5 == 0 {
 				links := printPaths(ctx, rep, n, members, paths)
@@ -313,14 +468,23 @@ func watch(ctx context.Context, rep reporter, c *roomnet.Client, n *node.Node, r
 				cancel()
 			}
 		}
+		if tick%2 == 1 && moved() {
+			return errRoomMoved
+		}
 		if st, err := n.State(ctx); err == nil && st != "Running" {
-			return cutOff(c, roomID)
+			if moved() {
+				return errRoomMoved
+			}
+			err := cutOff(c, roomID)
+			if exitCode(err) != ExitNodeFailed {
+				forget() // kicked, closed or left: the room is gone for this user
+			}
+			return err
 		}
 		select {
 		case <-ctx.Done():
 			rep.progress("leaving", "leaving…", nil)
-			leave()
-			return nil
+			return leave()
 		case <-t.C:
 		}
 	}
@@ -348,26 +512,38 @@ func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomn
 				if !ok || p.Expired {
 					continue
 				}
-				path := "relayed via " + p.Relay
-				if p.Direct {
-					path = "direct " + p.CurAddr
-				}
-				rtt, rttMS := "", int64(-1)
 				link := roomnet.Link{Peer: m.Username, IP: ip, Direct: p.Direct, Addr: p.CurAddr, Relay: p.Relay}
+				rtt, rttMS := "", -1.0
 				if a, err := netip.ParseAddr(ip); err == nil {
 					pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-					if d, err := n.Ping(pctx, a); err == nil {
-						rtt, rttMS = fmt.Sprintf(", %d ms", d.Milliseconds()), d.Milliseconds()
-						link.RTTMS = float64(d.Microseconds()) / 1000
+					if pp, err := n.PingPath(pctx, a); err == nil {
+						rttMS = float64(pp.RTT.Microseconds()) / 1000
+						rtt = ", " + formatRTT(rttMS)
+						link.RTTMS = rttMS
+						if link.Relay == "" && pp.Endpoint == "" {
+							link.Relay = pp.Relay // the netmap may not name the peer's relay yet
+						}
 					}
 					cancel()
+				}
+				path := "relayed"
+				if link.Relay != "" {
+					path += " via " + link.Relay
+				}
+				if p.Direct {
+					path = "direct " + p.CurAddr
 				}
 				links = append(links, link)
 				if printed[m.Username] == path {
 					continue
 				}
 				printed[m.Username] = path
-				fields := map[string]any{"member": m.Username, "ip": ip, "direct": p.Direct, "relay": p.Relay, "addr": p.CurAddr}
+				fields := map[string]any{"member": m.Username, "ip": ip, "direct": p.Direct}
+				if p.Direct {
+					fields["addr"] = p.CurAddr
+				} else if link.Relay != "" {
+					fields["relay"] = link.Relay
+				}
 				if rttMS >= 0 {
 					fields["rtt_ms"] = rttMS
 				}
@@ -376,6 +552,18 @@ func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomn
 		}
 	}
 	return links
+}
+
+// formatRTT shows a round trip with the precision it has: "0.42 ms",
+// "3.1 ms", "120 ms".
+func formatRTT(ms float64) string {
+	switch {
+	case ms < 1:
+		return fmt.Sprintf("%.2f ms", ms)
+	case ms < 100:
+		return fmt.Sprintf("%.1f ms", ms)
+	}
+	return fmt.Sprintf("%.0f ms", ms)
 }
 
 // cutOff explains why the server removed this node.
@@ -461,7 +649,7 @@ func (f lanFlags) profile(game string) (*lan.Profile, error) {
 	case name == "off":
 		return nil, nil
 	case name == "":
-		if _, known := cat[game]; !known {
+		if !cat.Has(game) {
 			return nil, nil
 		}
 		name = game
@@ -483,6 +671,37 @@ func leaveQuietly(c *roomnet.Client, roomID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = c.Leave(ctx, roomID)
+}
+
+// askHostProfile asks the host's bridge which profile it bridges.
+func askHostProfile(ctx context.Context, n *node.Node, host netip.Addr) (lan.Profile, error) {
+	pc, err := bridgeSocket(n)
+	if err != nil {
+		return lan.Profile{}, err
+	}
+	defer pc.Close()
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	p, err := lan.AskProfile(actx, pc, host, lan.Builtin())
+	if errors.Is(err, context.DeadlineExceeded) {
+		return p, errors.New("the host bridges none")
+	}
+	return p, err
+}
+
+// startBridge runs the LAN bridge of a profile beside the node.
+func startBridge(n *node.Node, prof *lan.Profile, peers *peerSet, fw *lan.Forwarder, env Env) (*lan.Bridge, error) {
+	pc, err := bridgeSocket(n)
+	if err != nil {
+		return nil, err
+	}
+	br, err := lan.NewBridge(lan.BridgeOptions{Profile: *prof, Room: pc, Peers: peers.get, GameSocket: fw.UDPSocket, Routed: n.Attached(),
+		Logf: func(format string, a ...any) { fmt.Fprintf(env.Stderr, format+"\n", a...) }})
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("%v (is the game's discovery port taken by a program that does not share it?)", err)
+	}
+	return br, nil
 }
 
 // bridgeSocket opens the LAN bridge's socket on the room network: on the
@@ -510,7 +729,21 @@ func joinOrRenew(ctx context.Context, c *roomnet.Client, roomID, invite, passwor
 		grant, err = c.Join(ctx, roomID, password)
 	}
 	var ae *roomnet.Error
-	if !errors.As(err, &ae) || ae.Code != roomnet.CodeAlreadyMember {
+	if !errors.As(err, &ae) {
+		return grant, err
+	}
+	switch ae.Code {
+	case roomnet.CodeAlreadyMember:
+	case roomnet.CodeForbidden, roomnet.CodeWrongPassword:
+		// A private or locked room refuses a join by id before it sees
+		// a member (its host, say): a member still gets a key.
+		if invite == "" {
+			if g, rerr := c.RenewKey(ctx, roomID); rerr == nil {
+				return g, nil
+			}
+		}
+		return grant, err
+	default:
 		return grant, err
 	}
 	if invite != "" {

@@ -31,6 +31,17 @@ type Forwarder struct {
 
 	mu      sync.Mutex
 	closers []io.Closer
+	udp     map[uint16]*net.UDPConn // player side: the forwarded UDP ports' sockets
+}
+
+// UDPSocket returns the player side's socket that forwards a UDP game
+// port of the host's, or nil. The LAN bridge sends the host's game's
+// packets from it, so what the local game answers to their source goes
+// to the host's game.
+func (f *Forwarder) UDPSocket(port uint16) *net.UDPConn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.udp[port]
 }
 
 func (f *Forwarder) keep(c io.Closer) {
@@ -69,11 +80,20 @@ func (f *Forwarder) ServePlayer(ctx context.Context, host netip.Addr, ports []st
 			f.keep(ln)
 			go f.tcpLoop(ln, func(ctx context.Context) (net.Conn, error) { return f.Room.Dial(ctx, "tcp", remote.String()) })
 		case "udp":
-			pc, err := f.Stack.ListenPacket("udp", local)
+			// Shared (SO_REUSEADDR), so that the LAN bridge may capture
+			// broadcasts to the same port; it may broadcast, since the
+			// bridge sends the host's game's announcements from it.
+			pc, err := f.Stack.listenShared(local)
 			if err != nil {
 				return fmt.Errorf("forwarding %s: %v (is the game port in use here?)", p, err)
 			}
 			f.keep(pc)
+			f.mu.Lock()
+			if f.udp == nil {
+				f.udp = map[uint16]*net.UDPConn{}
+			}
+			f.udp[port] = pc
+			f.mu.Unlock()
 			go f.udpLoop(pc, func() (net.PacketConn, net.Addr, error) {
 				c, err := f.Room.ListenPacket(0)
 				return c, net.UDPAddrFromAddrPort(remote), err

@@ -2,6 +2,7 @@ package lan_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/roomnet/roomnet/roomnet"
 	"github.com/roomnet/roomnet/roomnet/lan"
@@ -32,10 +34,10 @@ func TestMain(m *testing.M) { roomnettest.Main(m) }
 func machine(t *testing.T, lanIP string) lan.Stack {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to make network namespaces (ip netns): skipped")
+		skipLAN(t, "needs root to make network namespaces (ip netns)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip to make network namespaces: skipped")
+		skipLAN(t, "needs iproute2's ip to make network namespaces")
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -56,6 +58,16 @@ func machine(t *testing.T, lanIP string) lan.Stack {
 	run("-n", name, "link", "set", "lan0", "up")
 	run("-n", name, "route", "add", "default", "dev", "lan0")
 	return lan.Stack{Namespace: name}
+}
+
+// skipLAN skips a LAN test, unless the CI requires them
+// (ROOMNET_TEST_REQUIRE_LAN=1, set by scripts/ci-services.sh).
+func skipLAN(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("ROOMNET_TEST_REQUIRE_LAN") == "1" {
+		t.Fatalf("%s, and ROOMNET_TEST_REQUIRE_LAN=1 requires the LAN tests", why)
+	}
+	t.Skip(why + ": skipped")
 }
 
 // fakeGame is a LAN game: it announces itself on the discovery port, or
@@ -188,7 +200,9 @@ func TestBroadcastDiscoveryAcrossTheRoom(t *testing.T) {
 	const disc, gamePort = 4999, 7777
 	ports := []string{"7777/tcp", "7777/udp"}
 	host, player := room(t, h, ports)
-	profile := lan.Profile{Name: "fake", Discovery: []lan.Discovery{{Method: lan.Broadcast, Port: disc}}, Ports: ports}
+	// The generic profile --lan broadcast:PORT names.
+	profile, err := lan.Builtin().Lookup("broadcast:4999")
+	require.NoError(t, err)
 
 	hostGame, playerGame := fakeGame{t, host.stack}, fakeGame{t, player.stack}
 	hostGame.serve(gamePort)
@@ -342,12 +356,32 @@ func TestQueryReplyDiscoveryAcrossTheRoom(t *testing.T) {
 
 func TestProfiles(t *testing.T) {
 	c := lan.Builtin()
-	require.Contains(t, c.Names(), "minecraft-java")
-	require.Contains(t, c.Names(), "warcraft3")
+	for _, name := range []string{"minecraft-java", "warcraft3", "source-engine", "mdns", "ssdp", "netbios-ns"} {
+		require.Contains(t, c.Names(), name)
+	}
+	mdns, err := c.Lookup("mdns")
+	require.NoError(t, err)
+	require.Equal(t, lan.Discovery{Method: lan.Multicast, Group: "224.0.0.251", Port: 5353, Rewrite: lan.RewriteDNS}, mdns.Discovery[0])
+	ssdp, _ := c.Lookup("ssdp")
+	require.Equal(t, "multicast 239.255.255.250:1900/udp", ssdp.Discovery[0].String())
+	nb, _ := c.Lookup("netbios-ns")
+	require.Equal(t, "broadcast 137/udp", nb.Discovery[0].String())
+	w3, _ := c.Lookup("warcraft3")
+	require.Equal(t, uint16(6112), w3.Discovery[0].Port)
+	src, _ := c.Lookup("source-engine")
+	require.Equal(t, uint16(27015), src.Discovery[0].Port)
+	// The README's and the web lobby's game name.
+	mc, err := c.Lookup("minecraft")
+	require.NoError(t, err)
+	require.Equal(t, "minecraft-java", mc.Name)
+	require.True(t, c.Has("minecraft"))
 	p, err := c.Lookup("broadcast:27016")
 	require.NoError(t, err)
 	require.Equal(t, uint16(27016), p.Discovery[0].Port)
-	for _, bad := range []string{"broadcast:0", "broadcast:70000", "broadcast:x", "doom95"} {
+	p, err = c.Lookup("multicast:239.255.42.1:4001")
+	require.NoError(t, err)
+	require.Equal(t, lan.Discovery{Method: lan.Multicast, Group: "239.255.42.1", Port: 4001}, p.Discovery[0])
+	for _, bad := range []string{"broadcast:0", "broadcast:70000", "broadcast:x", "doom95", "multicast:10.0.0.1:4000", "multicast:239.1.1.1", "multicast:239.1.1.1:0", "multicast:ff02::1:4000"} {
 		_, err := c.Lookup(bad)
 		require.Error(t, err, bad)
 	}
@@ -366,6 +400,8 @@ func TestProfiles(t *testing.T) {
 		"no port":         `[{"name":"x","discovery":[{"method":"broadcast"}]}]`,
 		"bad game port":   `[{"name":"x","discovery":[{"method":"broadcast","port":1}],"ports":["80/sctp"]}]`,
 		"unknown rewrite": `[{"name":"x","discovery":[{"method":"broadcast","port":1,"rewrite":"quake"}]}]`,
+		"colon name":      `[{"name":"broadcast:1","discovery":[{"method":"broadcast","port":1}]}]`,
+		"bad alias":       `[{"name":"x","aliases":["a b"],"discovery":[{"method":"broadcast","port":1}]}]`,
 	} {
 		require.NoError(t, os.WriteFile(file, []byte(body), 0o600))
 		require.Error(t, c.Extend(file), name)
@@ -375,16 +411,20 @@ func TestProfiles(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	good, _ := lan.Packet{Port: 4445, Group: netip.MustParseAddr("224.0.2.60"), GamePort: 51000, Payload: []byte("[MOTD]x[/MOTD][AD]25565[/AD]")}.Encode()
 	f.Add(good)
-	reply, _ := lan.Packet{Kind: lan.KindReply, GamePort: 51000, Payload: []byte("INFO")}.Encode()
+	reply, _ := lan.Packet{Kind: lan.KindReply, GamePort: 51000, Port: 27015, Origin: netip.MustParseAddr("192.168.1.20"), Payload: []byte("INFO")}.Encode()
 	f.Add(reply)
 	f.Add([]byte("RNLB"))
+	query, _ := lan.Packet{Kind: lan.KindProfileQuery, Payload: []byte("profile?")}.Encode()
+	f.Add(query)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := lan.Decode(b)
 		if err != nil {
 			return
 		}
-		if p.GamePort == 0 || len(p.Payload) == 0 || len(p.Payload) > lan.MaxPayload || p.Group.IsValid() && !p.Group.IsMulticast() ||
-			p.Kind == lan.KindAnnounce && p.Port == 0 || p.Kind != lan.KindAnnounce && (p.Port != 0 || p.Group.IsValid()) || p.Kind > lan.KindDirect {
+		if p.GamePort == 0 && p.Kind <= lan.KindDirect || len(p.Payload) == 0 || len(p.Payload) > lan.MaxPayload || p.Group.IsValid() && !p.Group.IsMulticast() ||
+			p.Kind == lan.KindAnnounce && p.Port == 0 || p.Kind != lan.KindAnnounce && p.Group.IsValid() || p.Kind > lan.KindProfileAnswer ||
+			p.Kind > lan.KindDirect && (p.Port != 0 || p.GamePort != 0 || p.Origin.IsValid()) ||
+			p.Origin.IsValid() && (!p.Origin.Is4() || p.Origin.IsMulticast()) {
 			t.Fatalf("accepted a bad packet: %+v", p)
 		}
 		again, err := p.Encode()
@@ -392,4 +432,175 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("does not round-trip: %v", err)
 		}
 	})
+}
+
+// The generic profiles of --lan build a bridge (the validator once
+// refused their generated names).
+func TestGenericProfilesBuildABridge(t *testing.T) {
+	st := machine(t, "10.203.0.1")
+	for _, name := range []string{"broadcast:4000", "multicast:239.255.42.1:4001"} {
+		p, err := lan.Builtin().Lookup(name)
+		require.NoError(t, err)
+		room, err := st.ListenPacket("udp4", "127.0.0.1:0")
+		require.NoError(t, err)
+		b, err := lan.NewBridge(lan.BridgeOptions{Profile: p, Stack: st, Room: room, Peers: func() []netip.Addr { return nil }})
+		require.NoError(t, err, name)
+		require.NoError(t, b.Close())
+	}
+}
+
+func TestRewriteAddrs(t *testing.T) {
+	from := []netip.Addr{netip.MustParseAddr("192.168.1.20"), netip.MustParseAddr("100.64.0.1")}
+	to := netip.MustParseAddr("10.0.0.7")
+	for in, want := range map[string]string{
+		"LOCATION: http://192.168.1.20:8200/rootDesc.xml\r\n": "LOCATION: http://10.0.0.7:8200/rootDesc.xml\r\n",
+		"host 100.64.0.1 and 192.168.1.20":                    "host 10.0.0.7 and 10.0.0.7",
+		"192.168.1.201 and 1192.168.1.20 stay":                "192.168.1.201 and 1192.168.1.20 stay",
+		"192.168.1.20.5 stays, 192.168.1.20. ends":            "192.168.1.20.5 stays, 10.0.0.7. ends",
+		"bin \xc0\xa8\x01\x14 end":                            "bin \x0a\x00\x00\x07 end",
+	} {
+		require.Equal(t, want, string(lan.RewriteAddrs([]byte(in), from, to, false)), in)
+	}
+	// An mDNS answer: the A record is rewritten, the rest kept.
+	msg := dnsmessage.Message{
+		Header: dnsmessage.Header{Response: true, Authoritative: true},
+		Answers: []dnsmessage.Resource{
+			{Header: dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName("alice\\ game._roomnet._udp.local."), Type: dnsmessage.TypeSRV, Class: dnsmessage.ClassINET | 0x8000, TTL: 120},
+				Body: &dnsmessage.SRVResource{Port: 27015, Target: dnsmessage.MustNewName("rnhost.local.")}},
+			{Header: dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName("rnhost.local."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET | 0x8000, TTL: 120},
+				Body: &dnsmessage.AResource{A: [4]byte{192, 168, 1, 20}}},
+			{Header: dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName("other.local."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 120},
+				Body: &dnsmessage.AResource{A: [4]byte{192, 168, 1, 99}}},
+		},
+	}
+	packed, err := msg.Pack()
+	require.NoError(t, err)
+	out := lan.RewriteAddrs(packed, from, to, true)
+	var got dnsmessage.Message
+	require.NoError(t, got.Unpack(out))
+	require.Len(t, got.Answers, 3)
+	require.Equal(t, [4]byte{10, 0, 0, 7}, got.Answers[1].Body.(*dnsmessage.AResource).A)
+	require.Equal(t, [4]byte{192, 168, 1, 99}, got.Answers[2].Body.(*dnsmessage.AResource).A, "other hosts' addresses stay")
+	require.Equal(t, uint16(27015), got.Answers[0].Body.(*dnsmessage.SRVResource).Port)
+	require.Equal(t, dnsmessage.ClassINET|0x8000, got.Answers[1].Header.Class, "the cache-flush bit stays")
+}
+
+// Discovery payloads come from strangers' LANs: the rewriting never
+// panics, and a DNS message it rewrites stays a DNS message.
+func FuzzRewriteAddrs(f *testing.F) {
+	f.Add([]byte("LOCATION: http://192.168.1.20:8200/x.xml"), true)
+	f.Add([]byte("\xc0\xa8\x01\x14"), false)
+	msg := dnsmessage.Message{Header: dnsmessage.Header{Response: true}, Answers: []dnsmessage.Resource{{
+		Header: dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName("h.local."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET},
+		Body:   &dnsmessage.AResource{A: [4]byte{192, 168, 1, 20}}}}}
+	packed, _ := msg.Pack()
+	f.Add(packed, true)
+	from := []netip.Addr{netip.MustParseAddr("192.168.1.20")}
+	to := netip.MustParseAddr("10.0.0.7")
+	f.Fuzz(func(t *testing.T, b []byte, dns bool) {
+		in := append([]byte(nil), b...)
+		out := lan.RewriteAddrs(b, from, to, dns)
+		require.Equal(t, in, b, "the payload was changed in place")
+		var p dnsmessage.Parser
+		if _, err := p.Start(b); dns && err == nil {
+			if _, err := p.AllQuestions(); err == nil {
+				if _, err := p.AllAnswers(); err == nil {
+					var m dnsmessage.Message
+					_ = m.Unpack(out)
+				}
+			}
+		}
+		if !dns && !bytes.Contains(b, []byte("192.168.1.20")) && !bytes.Contains(b, []byte{192, 168, 1, 20}) {
+			require.Equal(t, b, out, "nothing to rewrite, yet it changed")
+		}
+	})
+}
+
+// A player without the host's profile (a --profiles file of the host's)
+// asks the host's bridge over the room which profile it bridges; what a
+// host may make a player bridge is bounded.
+func TestPlayerAsksTheHostsProfile(t *testing.T) {
+	st := machine(t, "10.204.0.1")
+	local := netip.MustParseAddr("127.0.0.1")
+	ask := func(p lan.Profile) (lan.Profile, error) {
+		t.Helper()
+		room, err := st.ListenPacket("udp4", "127.0.0.1:7650")
+		require.NoError(t, err)
+		hb, err := lan.NewBridge(lan.BridgeOptions{Profile: p, Stack: st, Room: room, Peers: func() []netip.Addr { return []netip.Addr{local} }})
+		require.NoError(t, err)
+		defer hb.Close()
+		pc, err := st.ListenPacket("udp4", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer pc.Close()
+		return lan.AskProfile(roomnettest.Context(t, 10*time.Second), pc, local, lan.Builtin())
+	}
+	openttd := lan.Profile{Name: "openttd", Title: "OpenTTD", Discovery: []lan.Discovery{{Method: lan.Broadcast, Port: 3979}}, Ports: []string{"3979/tcp"}}
+	got, err := ask(openttd)
+	require.NoError(t, err)
+	require.Equal(t, "openttd", got.Name)
+	require.Equal(t, openttd.Discovery, got.Discovery)
+	require.Empty(t, got.Ports, "the room's ports are the room's")
+	// A known name: the player's own definition.
+	mine, _ := lan.Builtin().Lookup("minecraft-java")
+	evil := mine
+	evil.Discovery = []lan.Discovery{{Method: lan.Broadcast, Port: 4000}}
+	got, err = ask(evil)
+	require.NoError(t, err)
+	require.Equal(t, mine, got)
+	// Service discovery and privileged ports are not taken from a host.
+	for _, p := range []lan.Profile{
+		{Name: "sneaky", Discovery: []lan.Discovery{{Method: lan.Multicast, Group: "224.0.0.251", Port: 5353}}},
+		{Name: "broadcast:137", Discovery: []lan.Discovery{{Method: lan.Broadcast, Port: 137}}},
+		{Name: "low", Discovery: []lan.Discovery{{Method: lan.Broadcast, Port: 999}}},
+	} {
+		_, err := ask(p)
+		require.ErrorContains(t, err, "not taken from a host", p.Name)
+	}
+	// No bridge there: the question ends with its context.
+	pc, err := st.ListenPacket("udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer pc.Close()
+	_, err = lan.AskProfile(roomnettest.Context(t, time.Second), pc, local, lan.Builtin())
+	require.ErrorContains(t, err, "did not answer")
+}
+
+// With --tun the player's machine routes the room's addresses itself: an
+// announcement naming the host's LAN address reaches the player's game
+// with the host's room address, which its game dials directly, not with
+// the player's own LAN address, where no forwarder listens under --tun.
+// The room network here is loopback (127.0.0.11 the host's room address,
+// 127.0.0.12 the player's); each LAN is a namespace of its own.
+func TestRoutedBridgeRewritesToTheSendersRoomAddress(t *testing.T) {
+	hostStack, playerStack := machine(t, "10.203.0.1"), machine(t, "10.204.0.1")
+	hostRoom, playerRoom := netip.MustParseAddr("127.0.0.11"), netip.MustParseAddr("127.0.0.12")
+	profile, err := lan.Builtin().Lookup("broadcast:4998")
+	require.NoError(t, err)
+	open := func(stack lan.Stack, self, peer netip.Addr, routed bool) *lan.Bridge {
+		pc, err := net.ListenPacket("udp4", netip.AddrPortFrom(self, lan.BridgePort).String())
+		require.NoError(t, err)
+		b, err := lan.NewBridge(lan.BridgeOptions{
+			Profile: profile, Stack: stack, Room: pc, Routed: routed,
+			Peers: func() []netip.Addr { return []netip.Addr{peer} },
+			Logf:  t.Logf,
+		})
+		require.NoError(t, err)
+		return b
+	}
+	hb := open(hostStack, hostRoom, playerRoom, false)
+	t.Cleanup(func() { hb.Close() })
+	fakeGame{t, hostStack}.announce(4998, "255.255.255.255:4998", "FAKEGAME at 10.203.0.1:7777")
+	playerGame := fakeGame{t, playerStack}
+
+	for _, tc := range []struct {
+		routed bool
+		want   string
+	}{
+		{false, "FAKEGAME at 10.204.0.1:7777"}, // userspace: the player's forwarder on its LAN address
+		{true, "FAKEGAME at 127.0.0.11:7777"},  // --tun: the host's room address
+	} {
+		pb := open(playerStack, playerRoom, hostRoom, tc.routed)
+		msg, _ := playerGame.discover(4998, "", "FAKEGAME")
+		require.Equal(t, tc.want, msg, "routed %v", tc.routed)
+		require.NoError(t, pb.Close())
+	}
 }

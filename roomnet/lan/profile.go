@@ -9,9 +9,11 @@ package lan
 import (
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +25,9 @@ type Profile struct {
 	Title     string      `json:"title,omitempty"`
 	Discovery []Discovery `json:"discovery"`
 	Ports     []string    `json:"ports,omitempty"` // game ports, "25565/tcp"
+	// Aliases are other names of the game (a room's game "minecraft"
+	// picks the profile "minecraft-java").
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 // Discovery is one way a game announces or looks for games.
@@ -33,6 +38,15 @@ type Discovery struct {
 	// Rewrite names how announcements embed addresses that must change on
 	// the way ("minecraft": the port in [AD]…[/AD]).
 	Rewrite string `json:"rewrite,omitempty"`
+}
+
+// String is how the discovery reads for people: "broadcast 6112/udp",
+// "multicast 224.0.0.251:5353/udp".
+func (d Discovery) String() string {
+	if d.Method == Multicast {
+		return fmt.Sprintf("multicast %s:%d/udp", d.Group, d.Port)
+	}
+	return fmt.Sprintf("broadcast %d/udp", d.Port)
 }
 
 // Methods.
@@ -83,8 +97,9 @@ func (c Catalogue) Names() []string {
 	return out
 }
 
-// Lookup returns a profile by name. "broadcast:P" is the generic profile
-// for a game that broadcasts on UDP port P and plays on P.
+// Lookup returns a profile by name or alias. "broadcast:PORT" is the
+// generic profile for a game that broadcasts on UDP port PORT, and
+// "multicast:GROUP:PORT" for one that multicasts to an IPv4 group.
 func (c Catalogue) Lookup(name string) (Profile, error) {
 	if rest, ok := strings.CutPrefix(name, "broadcast:"); ok {
 		p, err := strconv.ParseUint(rest, 10, 16)
@@ -94,11 +109,38 @@ func (c Catalogue) Lookup(name string) (Profile, error) {
 		return Profile{Name: name, Title: "UDP broadcast on port " + rest,
 			Discovery: []Discovery{{Method: Broadcast, Port: uint16(p)}}}, nil
 	}
-	p, ok := c[name]
-	if !ok {
-		return Profile{}, fmt.Errorf("lan: no profile %q; known: %s, or broadcast:<port>", name, strings.Join(c.Names(), ", "))
+	if rest, ok := strings.CutPrefix(name, "multicast:"); ok {
+		group, port, _ := strings.Cut(rest, ":")
+		p, err := strconv.ParseUint(port, 10, 16)
+		g, gerr := netip.ParseAddr(group)
+		if err != nil || p == 0 || gerr != nil || !g.Is4() || !g.IsMulticast() {
+			return Profile{}, fmt.Errorf("lan: %q: want multicast:<IPv4 group>:<port 1-65535>", name)
+		}
+		return Profile{Name: name, Title: "UDP multicast to " + rest,
+			Discovery: []Discovery{{Method: Multicast, Group: g.String(), Port: uint16(p)}}}, nil
 	}
-	return p, nil
+	if p, ok := c[name]; ok {
+		return p, nil
+	}
+	for _, n := range c.Names() {
+		if slices.Contains(c[n].Aliases, name) {
+			return c[n], nil
+		}
+	}
+	return Profile{}, fmt.Errorf("lan: no profile %q; known: %s, broadcast:<port> or multicast:<group>:<port>", name, strings.Join(c.Names(), ", "))
+}
+
+// Has reports whether name or an alias names a profile of the catalogue.
+func (c Catalogue) Has(name string) bool {
+	if _, ok := c[name]; ok {
+		return true
+	}
+	for _, p := range c {
+		if slices.Contains(p.Aliases, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func parseCatalogue(b []byte) (Catalogue, error) {
@@ -110,6 +152,9 @@ func parseCatalogue(b []byte) (Catalogue, error) {
 	}
 	c := Catalogue{}
 	for _, p := range list {
+		if err := p.validateName(); err != nil {
+			return nil, err
+		}
 		if err := p.validate(); err != nil {
 			return nil, err
 		}
@@ -121,9 +166,21 @@ func parseCatalogue(b []byte) (Catalogue, error) {
 	return c, nil
 }
 
+// validateName checks the name of a catalogue's profile: the generic
+// "broadcast:PORT" and "multicast:GROUP:PORT" are made by Lookup only.
+func (p Profile) validateName() error {
+	for _, n := range append([]string{p.Name}, p.Aliases...) {
+		if n == "" || strings.ContainsAny(n, " :/") || n == "off" {
+			return fmt.Errorf("profile name %q: want a word without spaces, colons or slashes", n)
+		}
+	}
+	return nil
+}
+
+// validate checks what a bridge needs of a profile.
 func (p Profile) validate() error {
-	if p.Name == "" || strings.ContainsAny(p.Name, " :/") {
-		return fmt.Errorf("profile name %q: want a word without spaces, colons or slashes", p.Name)
+	if p.Name == "" {
+		return errors.New("profile without a name")
 	}
 	if len(p.Discovery) == 0 {
 		return fmt.Errorf("profile %q: no discovery", p.Name)
@@ -145,7 +202,7 @@ func (p Profile) validate() error {
 		default:
 			return fmt.Errorf("profile %q: method %q: want broadcast or multicast", p.Name, d.Method)
 		}
-		if d.Rewrite != "" && d.Rewrite != "minecraft" {
+		if d.Rewrite != "" && d.Rewrite != RewriteMinecraft && d.Rewrite != RewriteDNS {
 			return fmt.Errorf("profile %q: unknown rewrite %q", p.Name, d.Rewrite)
 		}
 	}

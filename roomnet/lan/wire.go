@@ -5,26 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
-	"strconv"
 )
 
 // A bridged packet travels between members' bridges over the room
 // network as one UDP datagram:
 //
-//	"RNLB" | version 1 | kind | port (2) | group (4) | game port (2) | payload
+//	"RNLB" | version 2 | kind | port (2) | group (4) | game port (2) | origin (4) | payload
 //
 // An announcement (kind 0) is what a game broadcast (group 0.0.0.0) or
 // multicast to the discovery port; the game port is the source port of
-// the game's socket, which names the flow. A reply (kind 1) is what a
-// game answered to an announcement, sent back to the announcing member
-// for the game socket of that flow; a direct packet (kind 2) is what the
-// announcing game then sent straight to the game that replied. Replies
-// and direct packets carry neither port nor group.
+// the game's socket, which names the flow, and the origin its LAN
+// address (what the receiving side rewrites in payloads). A reply
+// (kind 1) is what a game answered to an announcement, sent back to the
+// announcing member for the game socket of that flow; its port is the
+// answering game's source port (0: unknown) and the origin its address.
+// A direct packet (kind 2) is what the announcing game then sent straight
+// to the game that replied; its port is that game's source port (0: the
+// last one that answered). Replies and direct packets carry no group.
 const (
 	magic      = "RNLB"
-	version    = 1
-	headerLen  = 14
+	version    = 2
+	headerLen  = 18
 	MaxPayload = 1400 // larger discovery packets are not bridged
 )
 
@@ -33,6 +34,9 @@ const (
 	KindAnnounce byte = 0
 	KindReply    byte = 1
 	KindDirect   byte = 2
+	// A profile query and its answer (see AskProfile).
+	KindProfileQuery  byte = 3
+	KindProfileAnswer byte = 4
 )
 
 // Packet is one bridged packet.
@@ -41,7 +45,10 @@ type Packet struct {
 	Port     uint16     // announcements: the discovery port
 	Group    netip.Addr // announcements: the multicast group; invalid for a broadcast
 	GamePort uint16     // the announcing game's source port: the flow
-	Payload  []byte
+	// Origin is the IPv4 address the packet came from on the sender's
+	// LAN (invalid: unknown); the receiver rewrites it in payloads.
+	Origin  netip.Addr
+	Payload []byte
 }
 
 // ErrPacket wraps every decoding failure.
@@ -65,6 +72,10 @@ func (p Packet) Encode() ([]byte, error) {
 		copy(b[8:], g[:])
 	}
 	binary.BigEndian.PutUint16(b[12:], p.GamePort)
+	if p.Origin.IsValid() {
+		o := p.Origin.As4()
+		copy(b[14:], o[:])
+	}
 	return append(b, p.Payload...), nil
 }
 
@@ -80,6 +91,9 @@ func Decode(b []byte) (Packet, error) {
 	if g := netip.AddrFrom4([4]byte(b[8:12])); !g.IsUnspecified() {
 		p.Group = g
 	}
+	if o := netip.AddrFrom4([4]byte(b[14:18])); !o.IsUnspecified() {
+		p.Origin = o
+	}
 	if err := p.check(); err != nil {
 		return Packet{}, fmt.Errorf("%w: %v", ErrPacket, err)
 	}
@@ -87,8 +101,11 @@ func Decode(b []byte) (Packet, error) {
 }
 
 func (p Packet) check() error {
-	if p.GamePort == 0 {
+	if p.GamePort == 0 && p.Kind <= KindDirect {
 		return errors.New("game port 0")
+	}
+	if p.Origin.IsValid() && (!p.Origin.Is4() || p.Origin.IsMulticast() || p.Origin.IsUnspecified() || p.Origin == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+		return fmt.Errorf("origin %s is not an IPv4 unicast address", p.Origin)
 	}
 	switch p.Kind {
 	case KindAnnounce:
@@ -99,28 +116,15 @@ func (p Packet) check() error {
 			return fmt.Errorf("group %s is not IPv4 multicast", p.Group)
 		}
 	case KindReply, KindDirect:
-		if p.Port != 0 || p.Group.IsValid() {
-			return errors.New("a reply or direct packet has no port or group")
+		if p.Group.IsValid() {
+			return errors.New("a reply or direct packet has no group")
+		}
+	case KindProfileQuery, KindProfileAnswer:
+		if p.Port != 0 || p.Group.IsValid() || p.GamePort != 0 || p.Origin.IsValid() {
+			return errors.New("a profile query or answer has no ports or addresses")
 		}
 	default:
 		return fmt.Errorf("kind %d", p.Kind)
 	}
 	return nil
-}
-
-var minecraftAD = regexp.MustCompile(`\[AD\]([0-9]{1,5})\[/AD\]`)
-
-// rewrite changes the addresses an announcement embeds, mapping the
-// announcing host's game port to the port that leads to it here.
-func rewrite(kind string, payload []byte, port func(uint16) uint16) []byte {
-	if kind != "minecraft" {
-		return payload
-	}
-	return minecraftAD.ReplaceAllFunc(payload, func(m []byte) []byte {
-		n, err := strconv.ParseUint(string(minecraftAD.FindSubmatch(m)[1]), 10, 16)
-		if err != nil || n == 0 {
-			return m
-		}
-		return []byte("[AD]" + strconv.Itoa(int(port(uint16(n)))) + "[/AD]")
-	})
 }

@@ -1,7 +1,9 @@
 // Package node brings a member's WireGuard node into a room's network in
 // userspace (tsnet: no TUN, no admin rights) and keeps it off the
-// internet: no log upload, no port mapper, and dials only to known peers
-// (a tsnet dial to a non-peer would fall back to the host network). It
+// internet: no log upload, and dials only to known peers (a tsnet dial to
+// a non-peer would fall back to the host network). Its port mapper asks
+// the LAN's default gateway, and nothing beyond it, for a port (UPnP IGD,
+// NAT-PMP, PCP), which lets players behind hard NATs connect directly. It
 // can instead drive the machine's own Tailscale client (Attach), whose
 // TUN device lets games see room addresses directly.
 package node
@@ -61,14 +63,27 @@ type Peer struct {
 var hardenOnce sync.Once
 
 // Harden sets the process-wide tailscale knobs that keep nodes from
-// talking to anything but our servers: no log upload, no port mapper.
-// Start calls it; call it earlier, before any node exists, when also
-// setting other knobs.
+// talking to anything but our servers and the LAN's gateway: no log
+// upload. Start calls it; call it earlier, before any node exists, when
+// also setting other knobs.
+//
+// The port mapper stays on: tailscale's net/portmapper sends NAT-PMP and
+// PCP to the default gateway's port 5351, SSDP to the gateway and to the
+// LAN's multicast group, and fetches the UPnP description from the
+// gateway's address whatever the answer named; it does nothing unless
+// both the gateway and this machine have private addresses
+// (netmon.LikelyHomeRouterIP). NoPortMapper turns it off.
 func Harden() {
 	hardenOnce.Do(func() {
 		envknob.SetNoLogsNoSupport()
-		envknob.Setenv("TS_DISABLE_PORTMAPPER", "1")
 	})
+}
+
+// NoPortMapper switches the port mapper off for every node of the
+// process (tests on one machine, load tools, and players who do not want
+// their router asked). Call it before any node exists.
+func NoPortMapper() {
+	envknob.Setenv("TS_DISABLE_PORTMAPPER", "1")
 }
 
 // Start brings the node up with the grant's single-use key and returns
@@ -282,14 +297,28 @@ func (n *Node) WaitReachable(ctx context.Context, ip netip.Addr) error {
 // Ping measures the round trip to a peer with a disco ping (no IP stack,
 // no game traffic).
 func (n *Node) Ping(ctx context.Context, ip netip.Addr) (time.Duration, error) {
+	p, err := n.PingPath(ctx, ip)
+	return p.RTT, err
+}
+
+// Path is how a ping reached a peer.
+type Path struct {
+	RTT      time.Duration
+	Endpoint string // direct: the peer's UDP endpoint
+	Relay    string // relayed: the DERP region code
+}
+
+// PingPath pings a peer with a disco ping and says how it went: directly
+// or through which relay.
+func (n *Node) PingPath(ctx context.Context, ip netip.Addr) (Path, error) {
 	res, err := n.lc.Ping(ctx, ip, tailcfg.PingDisco)
 	if err != nil {
-		return 0, err
+		return Path{}, err
 	}
 	if res.Err != "" {
-		return 0, errors.New(res.Err)
+		return Path{}, errors.New(res.Err)
 	}
-	return time.Duration(res.LatencySeconds * float64(time.Second)), nil
+	return Path{RTT: time.Duration(res.LatencySeconds * float64(time.Second)), Endpoint: res.Endpoint, Relay: res.DERPRegionCode}, nil
 }
 
 // Dial connects to a peer of the room; any other address is refused.

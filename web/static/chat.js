@@ -2,7 +2,16 @@
 // guarantees as the Go SDK (chat/chatclient). Sends carry a client message
 // id, are kept (in localStorage, so a reload or a server restart loses
 // nothing) until the server's `sent` ack, and are retried with jittered
-// exponential backoff; received messages are deduplicated and released in
+// exponential backoff. Flow control as in the Go SDK: sends leave in
+// order, at most `window` (32) unacknowledged at a time, paced by token
+// buckets within the frame budget and send rate the server announces in
+// hello (80 % of the rate, half the burst; every frame counts against the
+// frame budget); a `rate_limited` answer pauses sending for its
+// `retry_after_ms` and is not a failure; after a reconnect the queue
+// resumes at the paced rate. A message fails only on an error the user can
+// act on (too_large, muted, forbidden…) or after `sendTimeout` (2 min) of
+// waiting unacknowledged in the window while connected (code `timeout`),
+// never after a count of attempts. Received messages are deduplicated and released in
 // seq order per conversation, with gaps filled by a pull; unread counts
 // come from sync; the heartbeat interval adapts to the measured RTT; a
 // lobby in storm mode is followed by coalesced, compressed pulls.
@@ -16,7 +25,49 @@ const NO_RETRY = new Set([4001, 4002, 4012]);
 const CODEC_DEFLATE = 2;
 const MAX_PAGE_BYTES = 4 << 20;
 
-export const Backoff = { initial: 500, factor: 2, max: 8000, jitter: 0.2, maxAttempts: 8 };
+export const Backoff = { initial: 500, factor: 2, max: 8000, jitter: 0.2 };
+
+// Pacing margins below the announced budgets (the Go SDK's).
+const PACE_RATE = 0.8;
+const PACE_BURST = 0.5;
+const ACK_EVERY = 200; // ms between acks: they are cumulative
+
+// Bucket is a token bucket: rate tokens a second, at most burst.
+export class Bucket {
+  constructor(rate, burst) {
+    this.rate = rate;
+    this.burst = Math.max(1, burst);
+    this.tokens = this.burst;
+    this.last = Date.now();
+  }
+
+  refill(now) {
+    this.tokens = Math.min(this.burst, this.tokens + (now - this.last) * this.rate / 1000);
+    this.last = now;
+  }
+
+  // has reports whether a token is there now.
+  has(now) { this.refill(now); return this.tokens >= 1; }
+
+  // take takes a token even when there is none: the frames after it wait.
+  take(now) { this.refill(now); this.tokens--; }
+
+  // wait is how long until a token is there (ms).
+  wait(now) { this.refill(now); return this.tokens >= 1 ? 0 : (1 - this.tokens) * 1000 / this.rate; }
+}
+
+// budgets returns the frame and send buckets for a hello (the protocol's
+// defaults where it says nothing).
+function budgets(h = {}) {
+  const fps = h.frames_per_sec > 0 ? h.frames_per_sec : 50;
+  const fburst = h.frames_per_sec > 0 ? (h.frames_burst || 1) : 100;
+  const sps = h.send_per_sec > 0 ? h.send_per_sec : 10;
+  const sburst = h.send_per_sec > 0 ? (h.send_burst || 1) : 20;
+  return {
+    frames: new Bucket(fps * PACE_RATE, Math.floor(fburst * PACE_BURST)),
+    sends: new Bucket(sps * PACE_RATE, Math.floor(sburst * PACE_BURST)),
+  };
+}
 
 // delay is the wait before attempt n+1 (n ≥ 1): min(initial·factor^(n−1), max)·(1 ± jitter).
 export function delay(n, b = Backoff, rand = Math.random) {
@@ -64,7 +115,13 @@ export class ChatClient extends EventTarget {
     this.storage = opts.storage ?? window.localStorage;
     this.convs = new Map();
     this.lobbies = new Set(opts.lobbies || []);
-    this.pending = new Map(); // client_msg_id → {conv, id, body, attempts, due}
+    this.pending = new Map(); // client_msg_id → {conv, id, body, tries, due, sent, waited}, in send order
+    this.window = opts.window ?? 32;
+    this.sendTimeout = opts.sendTimeout ?? 120000;
+    ({ frames: this.frames, sends: this.sends } = budgets());
+    this.hold = 0; // no sends before (ms), after rate_limited
+    this.holds = 0; // rate_limited answers in a row
+    this.lastTick = Date.now();
     this.waiters = new Map(); // ref → resolve
     this.ws = null;
     this.user = null;
@@ -75,9 +132,12 @@ export class ChatClient extends EventTarget {
     this.lastPing = 0;
     this.reconnects = 0;
     this.closed = false;
+    this.syncing = 0; // when the last sync went out, until its answer
+    this.resyncTimer = 0;
     this.ackTimer = 0;
     this.saveTimer = 0;
-    this.stats = { duplicates: 0, pulls: 0, notifies: 0, resends: 0, binaryPages: 0 };
+    this.pumpTimer = 0;
+    this.stats = { duplicates: 0, pulls: 0, notifies: 0, resends: 0, binaryPages: 0, rateLimited: 0 };
     this.ticker = setInterval(() => this.tick(), 50);
   }
 
@@ -96,6 +156,8 @@ export class ChatClient extends EventTarget {
   close() {
     this.closed = true;
     clearInterval(this.ticker);
+    clearTimeout(this.resyncTimer);
+    clearTimeout(this.pumpTimer);
     this.save();
     if (this.ws) this.ws.close(1000);
   }
@@ -120,8 +182,11 @@ export class ChatClient extends EventTarget {
     };
   }
 
+  // write sends a frame now, counted in the frame budget (the sends
+  // after it wait for the token it took).
   write(frame) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.frames.take(Date.now());
     this.ws.send(JSON.stringify({ v: V, ...frame }));
     return true;
   }
@@ -181,7 +246,9 @@ export class ChatClient extends EventTarget {
         const c = this.conv(conv);
         if (c.pos === null || pos > c.pos) c.pos = pos;
       }
-      for (const p of s.pending || []) if (!this.pending.has(p.id)) this.pending.set(p.id, { ...p, due: 0 });
+      for (const p of s.pending || []) {
+        if (!this.pending.has(p.id)) this.pending.set(p.id, { conv: p.conv, id: p.id, body: p.body, tries: p.tries || 0, due: 0, sent: false, waited: 0 });
+      }
       for (const l of s.lobbies || []) this.lobbies.add(l);
     } catch (e) { /* a corrupt entry is dropped */ }
   }
@@ -190,7 +257,7 @@ export class ChatClient extends EventTarget {
     if (!this.userId) return;
     const positions = {};
     for (const c of this.convs.values()) if (c.pos !== null && !c.removed) positions[c.id] = c.pos;
-    const pending = [...this.pending.values()].map(({ conv, id, body, attempts }) => ({ conv, id, body, attempts }));
+    const pending = [...this.pending.values()].map(({ conv, id, body, tries }) => ({ conv, id, body, tries }));
     try {
       this.storage.setItem(this.storeKey(), JSON.stringify({ positions, pending, lobbies: [...this.lobbies] }));
     } catch (e) { /* storage full: the server still has everything */ }
@@ -206,6 +273,15 @@ export class ChatClient extends EventTarget {
     this.userId = h.user_id;
     this.reconnects = 0;
     if (first) this.load();
+    // A new session: its own frame budget; every unanswered message is
+    // sent again, in order, at the paced rate.
+    const b = budgets(h);
+    this.frames = b.frames;
+    if (first) this.sends = b.sends; // the user's send rate outlives a session: kept after
+    else { this.sends.rate = b.sends.rate; this.sends.burst = b.sends.burst; }
+    this.hold = 0;
+    this.holds = 0;
+    for (const p of this.pending.values()) p.sent = false;
     for (const cs of h.convs || []) {
       const c = this.conv(cs.conv);
       c.removed = false;
@@ -219,10 +295,30 @@ export class ChatClient extends EventTarget {
     const positions = {};
     for (const c of this.convs.values()) if (c.pos !== null && !c.removed) positions[c.id] = c.pos;
     this.write({ type: 'sync', positions });
-    for (const p of this.pending.values()) { this.sendPending(p); }
+    this.syncing = Date.now();
+    this.pump();
+  }
+
+  // resync asks the server for the user's conversations again: a room
+  // joined through the API mid-session is subscribed without a word, so
+  // its position (and what was said before) comes from a sync.
+  resync() {
+    if (!this.connected) return;
+    const positions = {};
+    for (const c of this.convs.values()) if (c.pos !== null && !c.removed) positions[c.id] = c.pos;
+    if (this.write({ type: 'sync', positions })) this.syncing = Date.now();
+  }
+
+  // resyncSoon syncs once for a burst of messages without a position:
+  // at once, or half a second after a sync still unanswered (it may have
+  // crossed the subscription).
+  resyncSoon() {
+    if (this.resyncTimer) return;
+    this.resyncTimer = setTimeout(() => { this.resyncTimer = 0; this.resync(); }, this.syncing ? 500 : 0);
   }
 
   onSynced(f) {
+    this.syncing = 0;
     for (const cs of f.convs || []) {
       const c = this.conv(cs.conv);
       c.removed = false;
@@ -234,6 +330,7 @@ export class ChatClient extends EventTarget {
       this.push(cs.messages || [], true);
       if (c.maxSeq > c.pos) this.pull(c.id);
     }
+    for (const c of this.convs.values()) if (c.pos === null && c.buf.size > 0) { this.resyncSoon(); break; }
     this.emit('synced');
   }
 
@@ -254,7 +351,7 @@ export class ChatClient extends EventTarget {
       if (!m) continue;
       const c = this.conv(m.conv);
       c.maxSeq = Math.max(c.maxSeq, m.seq);
-      if (c.pos === null) { c.buf.set(m.seq, m); continue; } // position comes from the server
+      if (c.pos === null) { c.buf.set(m.seq, m); this.resyncSoon(); continue; } // position comes from the server
       if (m.seq <= c.pos || c.buf.has(m.seq)) { c.duplicates++; this.stats.duplicates++; continue; }
       c.buf.set(m.seq, m);
       touched.add(c);
@@ -327,19 +424,33 @@ export class ChatClient extends EventTarget {
     const p = this.pending.get(f.ref);
     if (!p) return;
     this.pending.delete(f.ref);
+    this.holds = 0;
     this.saveSoon();
+    this.pump(); // the window moved
     const c = this.conv(f.conv);
     c.maxSeq = Math.max(c.maxSeq, f.seq);
     this.emit('sent', { conv: f.conv, seq: f.seq, id: f.ref, ts: f.ts });
   }
 
   onError(f) {
+    const code = f.error && f.error.code;
+    const after = (f.error && f.error.retry_after_ms) || 0;
+    const now = Date.now();
+    if (code === 'rate_limited' && (after > 0 || (f.ref && this.pending.has(f.ref)))) {
+      // A frame refused over a budget (those answers carry a hint; the cap
+      // on pull answers waiting does not) pauses sending: for the hint, or
+      // the backoff of the refusals in a row without one.
+      this.stats.rateLimited++;
+      this.holds++;
+      this.hold = Math.max(this.hold, now + (after || delay(this.holds, this.backoff)));
+    }
     if (this.answer(f)) return;
     const p = f.ref && this.pending.get(f.ref);
     if (!p) return;
-    const code = f.error && f.error.code;
     if (code === 'rate_limited' || code === 'unavailable') {
-      p.due = Date.now() + delay(p.attempts, this.backoff);
+      // Not a failed attempt: sent again once the hint or backoff is over.
+      p.sent = true;
+      p.due = now + (after || delay(Math.max(p.tries, 1), this.backoff));
       return;
     }
     this.pending.delete(p.id);
@@ -358,29 +469,44 @@ export class ChatClient extends EventTarget {
     this.interval = interval(this.srtt, this.rttvar);
   }
 
-  // send queues a message and returns its client message id; it is
-  // retried until acknowledged or given up after maxAttempts.
+  // send queues a message and returns its client message id; it leaves
+  // in order within the window and budgets, and is retried until
+  // acknowledged or failed (see the top of this file).
   send(conv, body) {
     const id = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random().toString(36).slice(2));
-    const p = { conv, id, body, attempts: 0, due: 0 };
+    const p = { conv, id, body, tries: 0, due: 0, sent: false, waited: 0 };
     this.pending.set(id, p);
     this.save(); // before the first byte leaves: a reload must not lose it
-    this.sendPending(p);
+    this.pump();
     return id;
   }
 
-  sendPending(p) {
+  // queued is how many messages are neither acknowledged nor failed.
+  get queued() { return this.pending.size; }
+
+  // pump sends what may leave now: the first `window` unanswered
+  // messages that are unsent on this session or due for a resend, in
+  // order, while both buckets hold a token.
+  pump() {
     if (!this.connected) return;
-    if (p.attempts >= this.backoff.maxAttempts) {
-      this.pending.delete(p.id);
-      this.saveSoon();
-      this.emit('failed', { conv: p.conv, id: p.id, body: p.body, code: 'timeout', message: 'not acknowledged' });
-      return;
+    const now = Date.now();
+    if (now < this.hold) return;
+    let n = 0;
+    for (const p of this.pending.values()) {
+      if (++n > this.window) break;
+      if (p.sent && now < p.due) continue;
+      if (!this.frames.has(now) || !this.sends.has(now)) {
+        clearTimeout(this.pumpTimer);
+        this.pumpTimer = setTimeout(() => this.pump(), Math.max(this.frames.wait(now), this.sends.wait(now), 1));
+        break;
+      }
+      this.sends.take(now);
+      if (!this.write({ type: 'send', conv: p.conv, client_msg_id: p.id, body: p.body })) break;
+      p.tries++;
+      if (p.tries > 1) this.stats.resends++;
+      p.sent = true;
+      p.due = now + delay(p.tries, this.backoff);
     }
-    p.attempts++;
-    if (p.attempts > 1) this.stats.resends++;
-    p.due = Date.now() + delay(p.attempts, this.backoff);
-    this.write({ type: 'send', conv: p.conv, client_msg_id: p.id, body: p.body });
   }
 
   join(lobby) {
@@ -412,20 +538,41 @@ export class ChatClient extends EventTarget {
     return f && f.type === 'page' ? f : null;
   }
 
+  // ackSoon acknowledges positions at most every ACK_EVERY, and only
+  // with a frame token to spare (acks are cumulative: a later one says it).
   ackSoon() {
     if (this.ackTimer) return;
     this.ackTimer = setTimeout(() => {
       this.ackTimer = 0;
+      let again = false;
       for (const c of this.convs.values()) {
-        if (c.pos !== null && c.pos > c.acked && this.write({ type: 'ack', conv: c.id, seq: c.pos })) c.acked = c.pos;
+        if (c.pos === null || c.pos <= c.acked) continue;
+        if (!this.frames.has(Date.now())) { again = true; continue; }
+        if (this.write({ type: 'ack', conv: c.id, seq: c.pos })) c.acked = c.pos;
       }
-    }, 50);
+      if (again) this.ackSoon();
+    }, ACK_EVERY);
   }
 
   tick() {
-    if (!this.connected) return;
     const now = Date.now();
-    for (const p of this.pending.values()) if (p.due && now >= p.due) this.sendPending(p);
+    const dt = now - this.lastTick;
+    this.lastTick = now;
+    if (!this.connected) return;
+    // The sendTimeout clock runs for messages in the window, sent and
+    // unanswered, while connected and not paused.
+    let n = 0;
+    for (const p of [...this.pending.values()]) {
+      if (++n > this.window) break;
+      if (!p.sent || now < this.hold) continue;
+      p.waited += dt;
+      if (p.waited >= this.sendTimeout) {
+        this.pending.delete(p.id);
+        this.saveSoon();
+        this.emit('failed', { conv: p.conv, id: p.id, body: p.body, code: 'timeout', message: 'not acknowledged' });
+      }
+    }
+    this.pump();
     for (const c of this.convs.values()) {
       if (c.gapSince && now - c.gapSince > this.gapTimeout) this.pull(c.id);
     }

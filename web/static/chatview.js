@@ -1,28 +1,45 @@
-// A chat panel over a ChatClient: tabs per conversation with unread
-// badges, the messages of the open one in seq order (each once), pending
-// sends shown until acknowledged. With moderate, each message gets
-// delete and mute buttons.
+// A chat panel over a ChatClient: tabs per conversation (named by the
+// room, not its id) with unread badges and the total in the page title,
+// the messages of the open one in seq order (each once), pending sends
+// shown until acknowledged. Each conversation loads the messages before
+// the first one it shows with history once the client has synced (after
+// a reload the client resumes from its stored position, so nothing else
+// brings them back), and "Load older" pages further back. New messages
+// are announced to screen readers (aria-live). With moderate, each
+// message gets delete and mute buttons.
 import { el, fmtTime } from './api.js';
 
+const shown = (kind) => kind === 'text' || kind === 'system';
+
 export class ChatView {
-  constructor(root, client, { moderate = null, names = {} } = {}) {
+  constructor(root, client, { moderate = null, names = {}, title = document.title, onError = null } = {}) {
     this.root = root;
     this.client = client;
     this.moderate = moderate;
     this.names = names; // conv → label
+    this.title = title;
+    this.onError = onError;
     this.lists = new Map(); // conv → <ol>
     this.tabs = new Map();
+    this.loaded = new Set(); // convs whose history was asked for since the last sync
+    this.synced = false;
     this.active = null;
-    this.tabBar = el('div', { class: 'tabs' });
-    this.listBox = el('div', { style: 'flex:1; display:flex; min-height:0' });
-    this.input = el('input', { id: 'chat-input', placeholder: 'Say something…', maxlength: 4000, autocomplete: 'off' });
+    this.tabBar = el('div', { class: 'tabs', role: 'group', 'aria-label': 'Conversations' });
+    this.listBox = el('div', { class: 'chat-lists' });
+    this.input = el('input', { id: 'chat-input', placeholder: 'Say something…', maxlength: 4000, autocomplete: 'off', 'aria-label': 'Message' });
     this.form = el('form', { id: 'chat-form', onsubmit: (e) => { e.preventDefault(); this.sendInput(); } },
       this.input, el('button', { type: 'submit' }, 'Send'));
-    this.status = el('span', { class: 'status offline', id: 'chat-status' }, 'connecting…');
-    root.append(el('div', { class: 'row', style: 'justify-content:space-between' }, this.tabBar, this.status), this.listBox, this.form);
+    this.status = el('span', { class: 'status offline', id: 'chat-status', role: 'status' }, 'connecting…');
+    root.append(el('div', { class: 'row chat-head' }, this.tabBar, this.status), this.listBox, this.form);
     client.addEventListener('connected', () => { this.status.textContent = 'online'; this.status.className = 'status online'; });
     client.addEventListener('disconnected', (e) => {
+      this.synced = false;
+      this.loaded.clear();
       this.status.textContent = e.detail.retry ? 'reconnecting…' : 'signed out'; this.status.className = 'status offline';
+    });
+    client.addEventListener('synced', () => {
+      this.synced = true;
+      for (const conv of this.lists.keys()) this.loadHistory(conv);
     });
     client.addEventListener('message', (e) => this.onMessage(e.detail.msg));
     client.addEventListener('sent', (e) => this.onSent(e.detail));
@@ -34,26 +51,40 @@ export class ChatView {
     document.addEventListener('visibilitychange', () => this.readActive());
   }
 
+  label(conv) { return this.names[conv] || (conv.startsWith('room:') ? 'Room' : conv); }
+
   list(conv) {
     let ol = this.lists.get(conv);
     if (ol) return ol;
-    ol = el('ol', { class: 'messages', dataset: { conv }, hidden: true });
+    ol = el('ol', { class: 'messages', dataset: { conv }, hidden: true, 'aria-live': 'polite', 'aria-label': `Messages in ${this.label(conv)}`, tabindex: '0' });
     this.lists.set(conv, ol);
     this.listBox.append(ol);
     const badge = el('span', { class: 'badge', hidden: true });
-    const tab = el('button', { type: 'button', dataset: { conv }, onclick: () => this.open(conv) }, this.names[conv] || conv, ' ', badge);
+    const name = el('span', { class: 'name' }, this.label(conv));
+    const tab = el('button', { type: 'button', dataset: { conv }, 'aria-pressed': 'false', onclick: () => this.open(conv) }, name, ' ', badge);
     tab.badge = badge;
+    tab.nameEl = name;
     this.tabs.set(conv, tab);
     this.tabBar.append(tab);
     if (!this.active) this.open(conv);
+    if (this.synced) this.loadHistory(conv);
     return ol;
+  }
+
+  // setName names a conversation's tab (a room's name for room:<id>).
+  setName(conv, name) {
+    this.names[conv] = name;
+    const tab = this.tabs.get(conv);
+    if (tab && tab.nameEl.textContent !== name) tab.nameEl.textContent = name;
+    const ol = this.lists.get(conv);
+    if (ol) ol.setAttribute('aria-label', `Messages in ${name}`);
   }
 
   open(conv) {
     this.list(conv);
     this.active = conv;
     for (const [c, ol] of this.lists) ol.hidden = c !== conv;
-    for (const [c, t] of this.tabs) t.classList.toggle('active', c === conv);
+    for (const [c, t] of this.tabs) { t.classList.toggle('active', c === conv); t.setAttribute('aria-pressed', String(c === conv)); }
     this.readActive();
   }
 
@@ -61,24 +92,68 @@ export class ChatView {
     if (this.active && document.visibilityState === 'visible') this.client.markRead(this.active);
   }
 
+  // loadHistory fetches, once per sync, the page before the first
+  // message shown (the newest page when none is).
+  loadHistory(conv) {
+    if (this.loaded.has(conv) || conv.startsWith('room:') && this.client.convs.get(conv)?.removed) return;
+    this.loaded.add(conv);
+    this.older(conv);
+  }
+
+  async older(conv) {
+    const ol = this.list(conv);
+    const first = ol.querySelector('li.msg');
+    const before = first ? Number(first.dataset.seq) : 0;
+    if (first && before <= 1) { this.moreButton(ol, conv, false); return; }
+    const page = await this.client.history(conv, before, 50);
+    if (!page) { this.loaded.delete(conv); return; } // not (yet) allowed: again after the next sync
+    const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
+    for (const m of page.messages || []) if (shown(m.kind)) this.place(ol, m);
+    this.moreButton(ol, conv, !!page.has_more);
+    if (atBottom) ol.scrollTop = ol.scrollHeight;
+  }
+
+  moreButton(ol, conv, more) {
+    let li = ol.querySelector('li.older');
+    if (!more) { if (li) li.remove(); return; }
+    if (!li) {
+      li = el('li', { class: 'older' }, el('button', { type: 'button', class: 'link', onclick: () => this.older(conv) }, 'Load older messages'));
+      ol.prepend(li);
+    }
+  }
+
   row(m) {
     const li = el('li', { class: 'msg' + (m.kind === 'system' ? ' system' : ''), dataset: { conv: m.conv, seq: m.seq, id: m.client_msg_id || '', from: m.from || '', body: m.body } },
       m.from ? el('span', { class: 'from' }, m.from) : null, el('span', { class: 'body' }, m.body), el('span', { class: 'ts' }, fmtTime(m.ts)));
     if (this.moderate && m.kind === 'text') {
-      li.append(el('button', { type: 'button', class: 'danger', title: 'delete for everyone', dataset: { action: 'delete' }, onclick: () => this.moderate.delete(m) }, 'delete'));
-      if (m.from) li.append(el('button', { type: 'button', class: 'secondary', title: 'mute the sender', dataset: { action: 'mute' }, onclick: () => this.moderate.mute(m.from) }, 'mute'));
+      li.append(el('button', { type: 'button', class: 'danger', title: 'delete for everyone', 'aria-label': `Delete ${m.from || 'this'}'s message`, dataset: { action: 'delete' }, onclick: () => this.moderate.delete(m) }, 'delete'));
+      if (m.from && m.from !== this.moderate.self) li.append(el('button', { type: 'button', class: 'secondary', title: 'mute the sender', 'aria-label': `Mute ${m.from}`, dataset: { action: 'mute' }, onclick: () => this.moderate.mute(m.from) }, 'mute'));
     }
     return li;
+  }
+
+  // place puts a message in seq order among those shown, once; sends
+  // still waiting stay last.
+  place(ol, m) {
+    if (ol.querySelector(`li.msg[data-seq="${m.seq}"]`)) return false;
+    const li = this.row(m);
+    const msgs = ol.querySelectorAll('li.msg');
+    const last = msgs[msgs.length - 1];
+    if (!last || Number(last.dataset.seq) < m.seq) {
+      ol.insertBefore(li, ol.querySelector('li.pending, li.failed'));
+      return true;
+    }
+    for (const x of msgs) {
+      if (Number(x.dataset.seq) > m.seq) { ol.insertBefore(li, x); return true; }
+    }
+    return true;
   }
 
   onMessage(m) {
     const ol = this.list(m.conv);
     const mine = m.client_msg_id && ol.querySelector(`li.pending[data-id="${CSS.escape(m.client_msg_id)}"]`);
     if (mine) mine.remove();
-    // Released in seq order: it goes after the last acknowledged one,
-    // before the sends still waiting.
-    const firstPending = ol.querySelector('li.pending, li.failed');
-    ol.insertBefore(this.row(m), firstPending);
+    this.place(ol, m);
     if (m.conv === this.active) { ol.scrollTop = ol.scrollHeight; this.readActive(); }
   }
 
@@ -110,9 +185,12 @@ export class ChatView {
     this.list(d.conv);
     const tab = this.tabs.get(d.conv);
     const n = d.conv === this.active && document.visibilityState === 'visible' ? 0 : d.unread;
-    tab.badge.textContent = n;
+    tab.badge.replaceChildren(String(n), el('span', { class: 'sr-only' }, ' unread'));
     tab.badge.hidden = n === 0;
     tab.dataset.unread = n;
+    let total = 0;
+    for (const t of this.tabs.values()) total += Number(t.dataset.unread || 0);
+    document.title = total ? `(${total}) ${this.title}` : this.title;
   }
 
   onRemoved(d) {

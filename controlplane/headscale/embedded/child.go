@@ -58,6 +58,7 @@ func runChild(configPath string) error {
 	if configPath == "" {
 		return errors.New("embedded headscale: no config path")
 	}
+	privateFiles() // this process is Headscale alone: its files are its own
 	watcher := &stopWatcher{w: os.Stderr, stopped: make(chan struct{})}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	log.Logger = zerolog.New(watcher).With().Timestamp().Logger()

@@ -11,16 +11,21 @@ import (
 
 // writeConfig writes the Headscale config for o into dir and returns its
 // path. Everything that could reach the internet is off: no DERP URLs, no
-// logtail, no update check, no ACME, no OIDC, no upstream DNS.
+// logtail, no update check, no ACME, no OIDC, no upstream DNS. No local
+// surface beyond the HTTP listener and the 0700 unix socket either: the
+// debug server is off.
 func writeConfig(o Options) (string, error) {
 	logLevel := "info"
 	if o.Debug {
 		logLevel = "debug"
 	}
 	cfg := map[string]any{
-		"server_url":            o.ServerURL,
-		"listen_addr":           o.Listen,
-		"metrics_listen_addr":   "127.0.0.1:0",
+		"server_url":  o.ServerURL,
+		"listen_addr": o.Listen,
+		// Empty: no debug server. Headscale serves its metrics together
+		// with pprof, its config, node store and map responses, without
+		// authentication; roomnet needs none of it.
+		"metrics_listen_addr":   "",
 		"grpc_listen_addr":      "127.0.0.1:0",
 		"grpc_allow_insecure":   false,
 		"disable_check_updates": true,

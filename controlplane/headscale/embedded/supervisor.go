@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -72,6 +74,13 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 	if err := os.Chmod(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("securing headscale dir: %w", err)
 	}
+	// The database 0600 before SQLite opens it (its WAL and SHM files take
+	// its mode); the child also runs with umask 077.
+	db, err := os.OpenFile(filepath.Join(o.Dir, "headscale.db"), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating headscale database: %w", err)
+	}
+	db.Close()
 	path, err := writeConfig(o)
 	if err != nil {
 		return nil, err
@@ -177,6 +186,9 @@ func (s *Supervisor) relayLogs(r io.Reader) {
 		case "error", "fatal", "panic":
 			level = slog.LevelError
 		}
+		if expectedError(msg, line) {
+			level = slog.LevelDebug
+		}
 		attrs := make([]any, 0, 2*len(line))
 		for k, v := range line {
 			if k == "message" || k == "level" || k == "time" {
@@ -186,6 +198,20 @@ func (s *Supervisor) relayLogs(r io.Reader) {
 		}
 		s.log.Log(context.Background(), level, msg, attrs...)
 	}
+}
+
+// expectedError reports Headscale errors that are the normal course of
+// roomnet's work. A node that leaves, is kicked or whose room closes is
+// deleted through the API while its map stream is still open; when the
+// stream then ends, Headscale tries to mark the node offline and logs
+// "failed to disconnect node" with "node not found". Any other error of
+// that message still shows.
+func expectedError(msg string, line map[string]any) bool {
+	if msg != "failed to disconnect node" {
+		return false
+	}
+	err, _ := line["error"].(string)
+	return strings.HasPrefix(err, "node not found")
 }
 
 func (s *Supervisor) waitHealthy(ctx context.Context, timeout time.Duration) error {

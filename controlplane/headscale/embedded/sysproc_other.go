@@ -5,3 +5,5 @@ package embedded
 import "syscall"
 
 func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+func privateFiles() {}

@@ -1,0 +1,58 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/roomnet/roomnet/roomnet"
+	"github.com/roomnet/roomnet/roomnettest"
+)
+
+// Members whose client sends no path report (here: bare tsnet nodes, as
+// the official client) are shown with the server's view: the pair that
+// exchanged packets through the relay is "relayed", marked as seen by the
+// server.
+func TestAdminShowsServerInferredPaths(t *testing.T) {
+	b := browser(t)
+	h := roomnettest.New(t)
+	ctx := roomnettest.Context(t, 120*time.Second)
+	gus, hal := h.User("gus"), h.User("hal")
+	room, err := gus.CreateRoom(ctx, roomnet.CreateRoom{Name: "Inferred", MaxPlayers: 4, Public: true})
+	require.NoError(t, err)
+	grant, err := hal.Join(ctx, room.ID, "")
+	require.NoError(t, err)
+	ng := roomnettest.Node(t, room.Join, "gus")
+	nh := roomnettest.Node(t, grant, "hal")
+	require.Eventually(t, func() bool {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err := ng.PingPath(pctx, nh.IP())
+		if err != nil {
+			t.Logf("ping: %v", err)
+		}
+		return err == nil
+	}, 60*time.Second, 200*time.Millisecond, "gus's node reaches hal's")
+
+	tab := profile(t, b)
+	signInAdmin(t, tab, h)
+	run(t, tab, "members", chromedp.Click(chromedp.CSS(`a[data-tab="rooms"]`)),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button`, room.ID))),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button`, room.ID))),
+		chromedp.WaitVisible(chromedp.CSS(`#members tr[data-member="hal"] .path`)))
+	for _, who := range [][2]string{{"gus", "hal"}, {"hal", "gus"}} {
+		paths := eval[[]string](t, tab, fmt.Sprintf(`[...document.querySelectorAll('#members tr[data-member=%q] .path')].map((p) => p.dataset.source + '|' + p.textContent)`, who[0]))
+		require.NotEmpty(t, paths, who[0])
+		for _, p := range paths {
+			require.Contains(t, p, "server|"+who[1]+" (100.64.", "%s's path", who[0])
+			require.Contains(t, p, "relayed "+h.Config.DERP.RegionCode)
+		}
+		note := eval[string](t, tab, fmt.Sprintf(`document.querySelector('#members tr[data-member=%q] .path-source').textContent`, who[0]))
+		require.Equal(t, "seen by the server", note)
+	}
+	requireCleanConsole(t, tab)
+}
