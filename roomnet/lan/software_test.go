@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,10 +55,15 @@ func (o *output) String() string {
 	return o.buf.String()
 }
 
-// in runs a program in a machine's namespace.
-func in(st lan.Stack, env []string, name string, args ...string) *exec.Cmd {
-	c := exec.Command("ip", append([]string{"netns", "exec", st.Namespace, name}, args...)...)
+// in runs a program in a machine's namespace, in a process group of its
+// own: stopping it kills the group, so a child it forked cannot keep its
+// output pipe (and the test's Wait) open. WaitDelay bounds Wait anyway.
+func in(ctx context.Context, st lan.Stack, env []string, name string, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", st.Namespace, name}, args...)...)
 	c.Env = append(os.Environ(), env...)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	c.WaitDelay = 5 * time.Second
 	return c
 }
 
@@ -65,14 +71,15 @@ func in(st lan.Stack, env []string, name string, args ...string) *exec.Cmd {
 // stops it when the test ends; its output is returned.
 func daemon(t *testing.T, st lan.Stack, env []string, name string, args ...string) *output {
 	t.Helper()
-	c := in(st, env, name, args...)
+	ctx, stop := context.WithCancel(context.Background())
+	c := in(ctx, st, env, name, args...)
 	out := &output{}
 	c.Stdout, c.Stderr = out, out
 	require.NoError(t, c.Start(), name)
 	done := make(chan struct{})
 	go func() { _ = c.Wait(); close(done) }()
 	t.Cleanup(func() {
-		_ = c.Process.Kill()
+		stop()
 		<-done
 		if t.Failed() {
 			t.Logf("%s %v in %s:\n%s", name, args, st.Namespace, out.String())
@@ -85,10 +92,7 @@ func daemon(t *testing.T, st lan.Stack, env []string, name string, args ...strin
 func run(st lan.Stack, env []string, timeout time.Duration, name string, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c := in(st, env, name, args...)
-	c = exec.CommandContext(ctx, c.Path, c.Args[1:]...)
-	c.Env = append(os.Environ(), env...)
-	out, _ := c.CombinedOutput()
+	out, _ := in(ctx, st, env, name, args...).CombinedOutput()
 	return string(out)
 }
 
