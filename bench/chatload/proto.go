@@ -27,6 +27,8 @@ import (
 type sink struct {
 	lat       measure.Hist // publish to receive, chat messages
 	crit      measure.Hist // critical messages
+	ack       measure.Hist // send to the server's ack (roomnet: sent; centrifugo: the publish reply)
+	ackN      atomic.Int64
 	delivered atomic.Int64
 	critN     atomic.Int64
 	bytes     atomic.Int64 // read off the wire by subscribers
@@ -34,6 +36,16 @@ type sink struct {
 }
 
 func (s *sink) got(sent int64, critical bool) { s.gotAt(time.Now().UnixNano(), sent, critical) }
+
+// acked records a publisher's send, made at sent (unix ns), acknowledged
+// now, if it was made in the measured window.
+func (s *sink) acked(sent int64) {
+	if f, t := s.from.Load(), s.to.Load(); f == 0 || sent < f || t != 0 && sent >= t {
+		return
+	}
+	s.ack.Add(time.Duration(time.Now().UnixNano() - sent))
+	s.ackN.Add(1)
+}
 
 // gotAt is got with the clock read once for a whole page.
 func (s *sink) gotAt(now, sent int64, critical bool) {
@@ -53,7 +65,8 @@ func (s *sink) gotAt(now, sent int64, critical bool) {
 // target is one server under load.
 type target interface {
 	subscribe(ctx context.Context, id int, s *sink) (func(), error)
-	publisher(ctx context.Context, id int) (func(body string) error, func(), error)
+	// publisher's acks go to s.acked.
+	publisher(ctx context.Context, id int, s *sink) (func(body string) error, func(), error)
 	critical(ctx context.Context, body string) error
 }
 
@@ -280,16 +293,27 @@ func (r *roomnet) subscribe(ctx context.Context, id int, s *sink) (func(), error
 	return func() { ws.Close(); <-done }, nil
 }
 
-func (r *roomnet) publisher(ctx context.Context, id int) (func(string) error, func(), error) {
+func (r *roomnet) publisher(ctx context.Context, id int, s *sink) (func(string) error, func(), error) {
 	ws, err := r.dial(ctx, id, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	var mu sync.Mutex
-	go func() { // acks; discarded
+	go func() { // acks: the send time is the client message id's last field
 		for {
-			if _, _, err := ws.ReadMessage(); err != nil {
+			_, b, err := ws.ReadMessage()
+			if err != nil {
 				return
+			}
+			if !bytes.Contains(b, []byte(`"type":"sent"`)) {
+				continue
+			}
+			if f, err := chat.DecodeServer(b); err == nil && f.Type == chat.TypeSent {
+				if i := strings.LastIndexByte(f.Ref, '-'); i >= 0 {
+					if sent, err := strconv.ParseInt(f.Ref[i+1:], 10, 64); err == nil {
+						s.acked(sent)
+					}
+				}
 			}
 		}
 	}()
@@ -297,7 +321,8 @@ func (r *roomnet) publisher(ctx context.Context, id int) (func(string) error, fu
 	n := 0
 	send := func(body string) error {
 		n++
-		return writeFrame(ws, &mu, chat.Frame{Type: chat.TypeSend, Conv: r.lobby, ClientMsgID: fmt.Sprintf("p%d-%d", id, n), Body: body})
+		id := fmt.Sprintf("p%d-%d-%d", id, n, time.Now().UnixNano())
+		return writeFrame(ws, &mu, chat.Frame{Type: chat.TypeSend, Conv: r.lobby, ClientMsgID: id, Body: body})
 	}
 	return send, func() { ws.Close() }, nil
 }
@@ -451,7 +476,7 @@ type cfReply struct {
 	} `json:"push"`
 }
 
-func (c *centrifugo) connect(ctx context.Context, id int, s *sink, subscribe bool, onPub func(t int64, crit bool)) (*websocket.Conn, chan struct{}, *sync.Mutex, error) {
+func (c *centrifugo) connect(ctx context.Context, id int, s *sink, subscribe bool, onPub func(t int64, crit bool), onReply func(id int)) (*websocket.Conn, chan struct{}, *sync.Mutex, error) {
 	ws, _, err := dialer(s).DialContext(ctx, c.url, nil)
 	if err != nil {
 		return nil, nil, nil, err
@@ -515,6 +540,8 @@ func (c *centrifugo) connect(ctx context.Context, id int, s *sink, subscribe boo
 				}
 				if r.ID == want {
 					ready <- nil
+				} else if r.ID > want && onReply != nil {
+					onReply(r.ID)
 				}
 				if r.Push != nil && r.Push.Pub != nil && onPub != nil {
 					onPub(r.Push.Pub.Data.T, r.Push.Pub.Data.C)
@@ -538,15 +565,20 @@ func (c *centrifugo) connect(ctx context.Context, id int, s *sink, subscribe boo
 }
 
 func (c *centrifugo) subscribe(ctx context.Context, id int, s *sink) (func(), error) {
-	ws, done, _, err := c.connect(ctx, id, s, true, func(t int64, crit bool) { s.got(t, crit) })
+	ws, done, _, err := c.connect(ctx, id, s, true, func(t int64, crit bool) { s.got(t, crit) }, nil)
 	if err != nil {
 		return nil, err
 	}
 	return func() { ws.Close(); <-done }, nil
 }
 
-func (c *centrifugo) publisher(ctx context.Context, id int) (func(string) error, func(), error) {
-	ws, done, mu, err := c.connect(ctx, id, nil, true, nil)
+func (c *centrifugo) publisher(ctx context.Context, id int, s *sink) (func(string) error, func(), error) {
+	var pending sync.Map // command id -> send time (unix ns)
+	ws, done, mu, err := c.connect(ctx, id, nil, true, nil, func(id int) {
+		if t, ok := pending.LoadAndDelete(id); ok {
+			s.acked(t.(int64))
+		}
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -554,6 +586,7 @@ func (c *centrifugo) publisher(ctx context.Context, id int) (func(string) error,
 	send := func(body string) error {
 		n++
 		t, _ := stamp(body)
+		pending.Store(n, time.Now().UnixNano())
 		b := fmt.Appendf(nil, `{"id":%d,"publish":{"channel":%q,"data":{"t":%d,"b":%q}}}`, n, c.channel, t, body)
 		mu.Lock()
 		defer mu.Unlock()

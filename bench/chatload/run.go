@@ -21,26 +21,54 @@ import (
 
 type common struct {
 	target, url, api, secret, apiKey string
-	pid                              int
+	pid, enginePid                   string
 }
 
 func (c *common) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.target, "target", "roomnet", "roomnet or centrifugo")
-	fs.StringVar(&c.url, "url", "ws://127.0.0.1:7100/ws", "WebSocket URL")
-	fs.StringVar(&c.api, "api", "http://127.0.0.1:7100", "roomnet: the bench server's base URL; centrifugo: its /api URL")
+	fs.StringVar(&c.url, "url", "ws://127.0.0.1:7100/ws", "WebSocket URL; comma-separated for a cluster, clients spread over them in turn")
+	fs.StringVar(&c.api, "api", "http://127.0.0.1:7100", "roomnet: the bench server's base URL; centrifugo: its /api URL (comma-separated like -url)")
 	fs.StringVar(&c.secret, "secret", "chatload-secret", "centrifugo: token HMAC key")
 	fs.StringVar(&c.apiKey, "api-key", "chatload-api-key", "centrifugo: HTTP API key")
-	fs.IntVar(&c.pid, "pid", 0, "server process id, for CPU and RSS")
+	fs.StringVar(&c.pid, "pid", "", "server process ids (comma-separated), for CPU and RSS, summed")
+	fs.StringVar(&c.enginePid, "engine-pid", "", "process ids of the engines the servers share (Redis, PostgreSQL's postmaster), with their children; CPU reported apart")
 }
 
-func (c *common) open() (target, error) {
-	switch c.target {
-	case "roomnet":
-		return &roomnet{url: c.url, http: c.api, lobby: "lobby:bench"}, nil
-	case "centrifugo":
-		return &centrifugo{url: c.url, api: c.api, secret: c.secret, apiKey: c.apiKey, channel: "lobby"}, nil
+// open returns one target per node: -url and -api name them in the same
+// order.
+func (c *common) open() ([]target, error) {
+	urls, apis := strings.Split(c.url, ","), strings.Split(c.api, ",")
+	if len(urls) != len(apis) {
+		return nil, fmt.Errorf("%d URLs but %d API URLs", len(urls), len(apis))
 	}
-	return nil, fmt.Errorf("unknown target %q", c.target)
+	ts := make([]target, len(urls))
+	for i := range urls {
+		switch c.target {
+		case "roomnet":
+			ts[i] = &roomnet{url: urls[i], http: apis[i], lobby: "lobby:bench"}
+		case "centrifugo":
+			ts[i] = &centrifugo{url: urls[i], api: apis[i], secret: c.secret, apiKey: c.apiKey, channel: "lobby"}
+		default:
+			return nil, fmt.Errorf("unknown target %q", c.target)
+		}
+	}
+	return ts, nil
+}
+
+// procs parses a comma-separated list of process ids.
+func procs(list string) (measure.Procs, error) {
+	var ps measure.Procs
+	for f := range strings.SplitSeq(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("bad process id %q", f)
+		}
+		ps = append(ps, measure.Proc(pid))
+	}
+	return ps, nil
 }
 
 // raiseFiles lifts the open file limit for thousands of sockets.
@@ -52,8 +80,9 @@ func raiseFiles() {
 	}
 }
 
-// connectAll opens n subscribers, 50 at a time, with progress.
-func connectAll(ctx context.Context, t target, first, n int, s *sink) ([]func(), error) {
+// connectAll opens n subscribers, 50 at a time, with progress, spread
+// over the nodes in turn.
+func connectAll(ctx context.Context, ts []target, first, n int, s *sink) ([]func(), error) {
 	closers := make([]func(), n)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(50)
@@ -63,7 +92,7 @@ func connectAll(ctx context.Context, t target, first, n int, s *sink) ([]func(),
 		g.Go(func() error {
 			cctx, cancel := context.WithTimeout(gctx, 20*time.Second)
 			defer cancel()
-			c, err := t.subscribe(cctx, first+i, s)
+			c, err := ts[(first+i)%len(ts)].subscribe(cctx, first+i, s)
 			if err != nil {
 				return fmt.Errorf("subscriber %d: %w", first+i, err)
 			}
@@ -85,6 +114,7 @@ func connectAll(ctx context.Context, t target, first, n int, s *sink) ([]func(),
 type Result struct {
 	Target       string  `json:"target"`
 	Label        string  `json:"label"`
+	Nodes        int     `json:"nodes"`
 	Clients      int     `json:"clients"`
 	Publishers   int     `json:"publishers"`
 	Rate         float64 `json:"rate"`
@@ -98,7 +128,13 @@ type Result struct {
 	CritN        int64   `json:"critical"`
 	CritP50      string  `json:"critical_p50"`
 	CritP99      string  `json:"critical_p99"`
+	AckN         int64   `json:"acked"`
+	AckP50       string  `json:"ack_p50"`
+	AckP99       string  `json:"ack_p99"`
 	CPU          float64 `json:"server_cpu_cores"`
+	CPUPerMsg    float64 `json:"server_cpu_us_per_delivered"`
+	EngineCPU    float64 `json:"engine_cpu_cores,omitempty"`
+	EnginePerMsg float64 `json:"engine_cpu_us_per_delivered,omitempty"`
 	RSSMB        float64 `json:"server_rss_mb"`
 	WireKBPerCli float64 `json:"wire_kb_per_client_per_sec"`
 }
@@ -127,13 +163,21 @@ func run(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	t, err := c.open()
+	ts, err := c.open()
+	if err != nil {
+		return err
+	}
+	servers, err := procs(c.pid)
+	if err != nil {
+		return err
+	}
+	engines, err := procs(c.enginePid)
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
 	s := &sink{}
-	closers, err := connectAll(ctx, t, 1, *clients, s)
+	closers, err := connectAll(ctx, ts, 1, *clients, s)
 	defer func() {
 		for _, cl := range closers {
 			if cl != nil {
@@ -146,7 +190,7 @@ func run(args []string) error {
 	}
 	var sends []func(string) error
 	for i := range *pubs {
-		send, stop, err := t.publisher(ctx, 1_000_000+i)
+		send, stop, err := ts[i%len(ts)].publisher(ctx, 1_000_000+i, s)
 		if err != nil {
 			return fmt.Errorf("publisher: %w", err)
 		}
@@ -179,8 +223,7 @@ func run(args []string) error {
 	}
 	// Warm up for 2 s, then measure.
 	publish(time.Now().Add(2 * time.Second))
-	p := measure.Proc(c.pid)
-	cpu0, _ := p.CPU()
+	cpu0, ecpu0 := servers.Snapshot(), engines.WithChildren().Snapshot()
 	bytes0 := s.bytes.Load()
 	start := time.Now()
 	s.from.Store(start.UnixNano())
@@ -199,7 +242,7 @@ func run(args []string) error {
 				return
 			case <-tk.C:
 				body := "t=" + strconv.FormatInt(time.Now().UnixNano(), 10) + " critical notice"
-				if err := t.critical(ctx, body); err != nil {
+				if err := ts[0].critical(ctx, body); err != nil {
 					fmt.Fprintln(os.Stderr, "chatload: critical:", err)
 				}
 			}
@@ -208,27 +251,37 @@ func run(args []string) error {
 	publish(start.Add(*dur))
 	s.to.Store(time.Now().UnixNano())
 	elapsed := time.Since(start)
-	cpu1, _ := p.CPU()
-	rss, _ := p.Mem("VmRSS")
+	cpu, ecpu := cpu0.Since(), ecpu0.Since()
+	rss, _ := servers.Mem("VmRSS")
 	wire := s.bytes.Load() - bytes0
 	close(stopCrit)
 	<-critDone
 	// Let the tail arrive, then count what never did.
 	time.Sleep(3 * time.Second)
 	delivered := s.delivered.Load()
+	perMsg := func(cpu time.Duration) float64 {
+		if delivered == 0 {
+			return 0
+		}
+		return float64(cpu.Microseconds()) / float64(delivered)
+	}
 	r := Result{
-		Target: c.target, Label: *label, Clients: *clients, Publishers: *pubs, Rate: *rate, Seconds: elapsed.Seconds(),
+		Target: c.target, Label: *label, Nodes: len(ts), Clients: *clients, Publishers: *pubs, Rate: *rate, Seconds: elapsed.Seconds(),
 		Published: published, DeliveredPS: float64(delivered) / elapsed.Seconds(),
 		Expected: published * int64(*clients), Delivered: delivered,
 		P50: s.lat.Quantile(0.5).String(), P99: s.lat.Quantile(0.99).String(), P999: s.lat.Quantile(0.999).String(),
 		CritN: s.critN.Load(), CritP50: s.crit.Quantile(0.5).String(), CritP99: s.crit.Quantile(0.99).String(),
-		CPU:          (cpu1 - cpu0).Seconds() / elapsed.Seconds(),
+		AckN: s.ackN.Load(), AckP50: s.ack.Quantile(0.5).String(), AckP99: s.ack.Quantile(0.99).String(),
+		CPU:          cpu.Seconds() / elapsed.Seconds(),
+		CPUPerMsg:    perMsg(cpu),
+		EngineCPU:    ecpu.Seconds() / elapsed.Seconds(),
+		EnginePerMsg: perMsg(ecpu),
 		RSSMB:        float64(rss) / (1 << 20),
 		WireKBPerCli: float64(wire) / 1024 / float64(*clients) / elapsed.Seconds(),
 	}
 	out, _ := json.Marshal(r)
 	fmt.Println(string(out))
-	if c.pid == 0 {
+	if len(servers) == 0 {
 		return errors.New("no -pid: CPU and RSS not measured")
 	}
 	return nil
@@ -242,14 +295,17 @@ func idle(args []string) error {
 	settle := fs.Duration("settle", 5*time.Second, "wait before reading RSS")
 	_ = fs.Parse(args)
 	raiseFiles()
-	t, err := c.open()
+	ts, err := c.open()
 	if err != nil {
 		return err
 	}
-	if c.pid == 0 {
+	p, err := procs(c.pid)
+	if err != nil {
+		return err
+	}
+	if len(p) == 0 {
 		return errors.New("-pid is required")
 	}
-	p := measure.Proc(c.pid)
 	time.Sleep(*settle)
 	base, err := p.Mem("VmRSS")
 	if err != nil {
@@ -268,7 +324,7 @@ func idle(args []string) error {
 		if err != nil || n <= have {
 			return fmt.Errorf("bad step %q", f)
 		}
-		more, err := connectAll(ctx, t, 1+have, n-have, &sink{})
+		more, err := connectAll(ctx, ts, 1+have, n-have, &sink{})
 		all = append(all, more...)
 		if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/roomnet/roomnet/chat/chatserver"
+	"github.com/roomnet/roomnet/internal/redisconn"
 )
 
 // benchDirectory accepts tokens "u<N>" as user N: the bench's users need
@@ -39,28 +40,47 @@ func (benchDirectory) RoomsOf(context.Context, uint64) ([]string, error) { retur
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:7100", "listen address (loopback)")
-	data := fs.String("data", "", "directory for the chat store (required)")
+	data := fs.String("data", "", "directory for the SQLite chat store (required without -postgres)")
+	pg := fs.String("postgres", "", "PostgreSQL DSN for the chat store, shared by every node of a cluster run")
+	redisURL := fs.String("redis", "", "Redis URL for the sequencer and bus (a node of a cluster); empty: in-process engines")
 	enter := fs.Float64("storm-enter", 100, "lobby storm mode threshold, messages/s (a huge value turns storm mode off)")
 	interval := fs.Duration("notify-interval", 250*time.Millisecond, "storm notify interval")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (profiling the server under load)")
 	_ = fs.Parse(args)
-	if *data == "" {
-		return errors.New("-data is required")
+	driver, dsn := "postgres", *pg
+	if dsn == "" {
+		if *data == "" {
+			return errors.New("-data or -postgres is required")
+		}
+		driver, dsn = "sqlite", filepath.Join(*data, "chat.db")
 	}
-	store, err := chatserver.OpenStore("sqlite", filepath.Join(*data, "chat.db"))
+	store, err := chatserver.OpenStore(driver, dsn)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := chatserver.New(chatserver.Options{
+	opts := chatserver.Options{
 		Store: store, Directory: benchDirectory{}, Logger: log,
 		// Publishers in the bench send far faster than a player may.
 		SendPerSec: 100000, SendBurst: 100000, FramesPerSec: 100000, FramesBurst: 100000,
 		// Thousands of clients from one loopback address, opened at once.
 		MaxConnsPerAddr: -1, AcceptPerSec: -1,
 		StormEnter: *enter, NotifyInterval: *interval,
-	})
+	}
+	engines := "in-process"
+	if *redisURL != "" {
+		rdb, err := redisconn.Open(*redisURL)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		bus := chatserver.NewRedisBus(rdb, chatserver.RedisBusOptions{Logger: log})
+		defer bus.Close()
+		opts.Sequencer, opts.Bus = chatserver.NewRedisSequencer(rdb, store, ""), bus
+		engines = "redis"
+	}
+	srv, err := chatserver.New(opts)
 	if err != nil {
 		return err
 	}
@@ -88,7 +108,7 @@ func serve(args []string) error {
 		_ = srv.Shutdown(sctx)
 		_ = hs.Shutdown(sctx)
 	}()
-	fmt.Fprintf(os.Stderr, "chatload: serving on %s (storm at %.0f msg/s)\n", *addr, *enter)
+	fmt.Fprintf(os.Stderr, "chatload: serving on %s (storm at %.0f msg/s, %s store, %s engines)\n", *addr, *enter, driver, engines)
 	if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -82,3 +82,75 @@ func (p Proc) Mem(field string) (int64, error) {
 	}
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, int(p))
 }
+
+// Procs are processes measured together: a cluster's nodes, or the
+// engines they share.
+type Procs []Proc
+
+// WithChildren returns the processes and all their descendants now
+// (PostgreSQL's backends under its postmaster).
+func (ps Procs) WithChildren() Procs {
+	var all Procs
+	seen := map[Proc]bool{}
+	var walk func(p Proc)
+	walk = func(p Proc) {
+		if seen[p] {
+			return
+		}
+		seen[p] = true
+		all = append(all, p)
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", int(p)))
+		for _, t := range tasks {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", int(p), t.Name()))
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					walk(Proc(c))
+				}
+			}
+		}
+	}
+	for _, p := range ps {
+		walk(p)
+	}
+	return all
+}
+
+// Snapshot is the CPU time of each of a set of processes at one moment.
+type Snapshot map[Proc]time.Duration
+
+// Snapshot takes the processes' CPU times; one that cannot be read (gone)
+// is left out.
+func (ps Procs) Snapshot() Snapshot {
+	s := Snapshot{}
+	for _, p := range ps {
+		if d, err := p.CPU(); err == nil {
+			s[p] = d
+		}
+	}
+	return s
+}
+
+// Since returns the CPU time the processes of an earlier snapshot used
+// since it was taken, summed; those gone since are left out.
+func (s Snapshot) Since() time.Duration {
+	var sum time.Duration
+	for p, before := range s {
+		if d, err := p.CPU(); err == nil {
+			sum += d - before
+		}
+	}
+	return sum
+}
+
+// Mem returns a memory field of the processes, summed.
+func (ps Procs) Mem(field string) (int64, error) {
+	var sum int64
+	for _, p := range ps {
+		n, err := p.Mem(field)
+		if err != nil {
+			return sum, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
