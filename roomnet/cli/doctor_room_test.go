@@ -58,15 +58,18 @@ func TestDoctorRoomWithTheRealBinary(t *testing.T) {
 		}
 		res = out{}
 		require.NoError(t, json.Unmarshal([]byte(stdout), &res))
-		// Carol's session reports every 5 s: wait for her row.
+		// The sessions report every 5 s: wait for alice's and carol's
+		// rows, each with both other members (a report made before the
+		// admin's node was up has one cell).
+		full := 0
 		for _, r := range res.Rows {
-			if r.From == "carol" && r.Source == "client" && len(r.Cells) == 2 && r.Cells[0].LossPct == nil {
-				return true
+			if (r.From == "alice" || r.From == "carol") && r.Source == "client" && len(r.Cells) == 2 && r.Cells[0].LossPct == nil {
+				full++
 			}
 		}
 		last = stdout
-		return false
-	}, 60*time.Second, time.Second, "the admin's matrix with carol's reported row")
+		return full == 2
+	}, 60*time.Second, time.Second, "the admin's matrix with alice's and carol's full reported rows")
 	require.True(t, res.OK)
 	require.Equal(t, 2, res.Count)
 	mine := res.Rows[0]
