@@ -1,0 +1,133 @@
+package netlab_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roomnet/roomnet/roomnettest/netlab"
+)
+
+// relayPort is the UDP port the relay member serves the room on.
+const relayPort = "40000"
+
+// relayResult is what the hard-NAT pair got in one lab.
+type relayResult struct {
+	reached   time.Duration // join started → the host's node answered
+	toRelay   time.Duration // join started → first ping through the peer relay; 0: never
+	final     ping
+	rtts      []float64 // ms, on the final path
+	mbps      float64
+	peerRelay bool
+}
+
+// pings pings member count times (one a second) and returns the round
+// trips of those that went the way want says (peer relay or not).
+func (p *player) pings(member string, count int, peerRelay bool) []float64 {
+	p.t.Helper()
+	code, out := p.run("", "ping", member, "--count", fmt.Sprint(count), "--json")
+	var rtts []float64
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r ping
+		if json.Unmarshal([]byte(line), &r) == nil && r.Error == "" && r.PeerRelay == peerRelay && !r.Direct {
+			rtts = append(rtts, r.RTTMS)
+		}
+	}
+	if code != 0 || len(rtts) < count {
+		p.t.Fatalf("ping %s: exit %d, %d of %d on the expected path (peer relay %v):\n%s", member, code, len(rtts), count, peerRelay, out)
+	}
+	return rtts
+}
+
+// hardNATPair hosts a room behind a symmetric NAT and joins it from
+// behind another; with withRelay, a member on a public address joins
+// first with --relay-port. It watches the guest's pings to the host for
+// up to watch until they go through the peer relay, then measures.
+func hardNATPair(t *testing.T, withRelay bool, watch time.Duration) relayResult {
+	lab := netlab.New(t)
+	srv := startServer(t, lab.Public("srv"))
+	ha, hb := lab.Home(netlab.Symmetric), lab.Home(netlab.Symmetric)
+	a, b := ha.PC("alice"), hb.PC("bob")
+	host := newPlayer(t, a, srv, "alice")
+	guest := newPlayer(t, b, srv, "bob")
+	hs := host.start("host", "--name", "lab room", "--port", gamePort+"/tcp", "--lan", "off")
+	room := hs.await(t, "room", 60*time.Second)["room"].(map[string]any)
+	code := room["invite_code"].(string)
+	hs.await(t, "node_up", 60*time.Second)
+	var relayAddr netip.Addr
+	if withRelay {
+		r := lab.Public("relay")
+		relayAddr = r.Addr
+		rs := newPlayer(t, r, srv, "carol").start("join", code, "--lan", "off", "--relay-port", relayPort)
+		rs.await(t, "host_reached", 60*time.Second)
+	}
+	start := time.Now()
+	gs := guest.start("join", code, "--lan", "off")
+	gs.await(t, "host_reached", 60*time.Second)
+	res := relayResult{reached: time.Since(start)}
+	for end := time.Now().Add(watch); ; {
+		p := guest.ping("alice")
+		if p.Error == "" {
+			res.final = p
+			if p.PeerRelay && res.toRelay == 0 {
+				res.toRelay = time.Since(start)
+			}
+		}
+		if time.Now().After(end) || res.toRelay != 0 {
+			break
+		}
+	}
+	if res.final.Error != "" || res.final.RTTMS <= 0 {
+		t.Fatalf("symmetric ↔ symmetric: no working path: %+v", res.final)
+	}
+	if res.final.Direct {
+		t.Fatalf("symmetric ↔ symmetric went direct (%s): the lab's NATs are not hard", res.final.Path)
+	}
+	if withRelay {
+		if !res.final.PeerRelay {
+			t.Fatalf("with a public member relaying: path %q after %v, want the peer relay at %s:%s", res.final.Path, watch, relayAddr, relayPort)
+		}
+		if !strings.HasPrefix(res.final.Path, relayAddr.String()+":"+relayPort+":") {
+			t.Fatalf("peer relay path %q is not the relay member's %s:%s", res.final.Path, relayAddr, relayPort)
+		}
+	} else if res.final.PeerRelay {
+		t.Fatalf("no member relays, yet the path is a peer relay: %q", res.final.Path)
+	}
+	res.peerRelay = res.final.PeerRelay
+	res.rtts = guest.pings("alice", 5, withRelay)
+	res.mbps = throughput(t, a, b, 3*time.Second)
+	// The stream went the same way: still on that path after it.
+	res.rtts = append(res.rtts, guest.pings("alice", 1, withRelay)...)
+	if sa, sb := ha.Strays(), hb.Strays(); sa+sb != 0 {
+		t.Fatalf("%d and %d packets left the homes for outside the lab", sa, sb)
+	}
+	return res
+}
+
+// Two players behind symmetric NATs without port mapping cannot reach
+// each other directly: through DERP they work, and when a third member
+// with a public address serves the room as a peer relay (roomnet join
+// --relay-port), their path moves to it. The figures are in
+// docs/benchmarks.md ("Peer relays").
+func TestPeerRelayBetweenHardNATs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs roomnetd and the CLI in namespaces")
+	}
+	for _, tc := range []struct {
+		name      string
+		withRelay bool
+	}{{"derp", false}, {"peer-relay", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := hardNATPair(t, tc.withRelay, 30*time.Second)
+			rtts := slices.Clone(r.rtts)
+			slices.Sort(rtts)
+			t.Logf("RELAY symmetric ↔ symmetric via %s: reached in %v, peer relay after %v, path %q, RTT median %.2f ms (min %.2f, max %.2f, %d pings), %.0f Mbit/s",
+				tc.name, r.reached.Round(time.Millisecond), r.toRelay.Round(time.Millisecond), r.final.Path,
+				rtts[len(rtts)/2], rtts[0], rtts[len(rtts)-1], len(rtts), r.mbps)
+		})
+	}
+}
