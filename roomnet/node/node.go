@@ -48,8 +48,8 @@ type Options struct {
 	// this UDP port of the machine (all its addresses): roommates that
 	// cannot reach each other directly relay through it. Only a machine
 	// that both can reach helps: a public address, or a router that
-	// forwards this port to it. It costs this machine's bandwidth, twice
-	// what the relayed pair sends.
+	// forwards this port to it. It costs this machine's bandwidth: it
+	// receives what a relayed pair sends each other and sends it on.
 	RelayPort uint16
 }
 

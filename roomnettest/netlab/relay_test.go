@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +24,10 @@ type relayResult struct {
 	rtts      []float64 // ms, on the final path
 	mbps      float64
 	peerRelay bool
+	// fallback: the relay member left → the pair's first ping through
+	// DERP again (with a relay only).
+	fallback time.Duration
+	lost     []string // what the pings meanwhile got
 }
 
 // pings pings member count times (one a second) and returns the round
@@ -59,10 +64,11 @@ func hardNATPair(t *testing.T, withRelay bool, watch time.Duration) relayResult 
 	code := room["invite_code"].(string)
 	hs.await(t, "node_up", 60*time.Second)
 	var relayAddr netip.Addr
+	var rs *session
 	if withRelay {
 		r := lab.Public("relay")
 		relayAddr = r.Addr
-		rs := newPlayer(t, r, srv, "carol").start("join", code, "--lan", "off", "--relay-port", relayPort)
+		rs = newPlayer(t, r, srv, "carol").start("join", code, "--lan", "off", "--relay-port", relayPort)
 		rs.await(t, "host_reached", 60*time.Second)
 	}
 	start := time.Now()
@@ -105,6 +111,22 @@ func hardNATPair(t *testing.T, withRelay bool, watch time.Duration) relayResult 
 	if sa, sb := ha.Strays(), hb.Strays(); sa+sb != 0 {
 		t.Fatalf("%d and %d packets left the homes for outside the lab", sa, sb)
 	}
+	if withRelay {
+		// The relay member leaves (Ctrl-C): the pair goes back to DERP.
+		left := time.Now()
+		_ = rs.cmd.Process.Signal(os.Interrupt)
+		for end := time.Now().Add(30 * time.Second); ; {
+			p := guest.ping("alice")
+			if p.Error == "" && !p.PeerRelay && !p.Direct {
+				res.fallback = time.Since(left)
+				break
+			}
+			res.lost = append(res.lost, fmt.Sprintf("%v: %s%s", time.Since(left).Round(100*time.Millisecond), p.Path, p.Error))
+			if time.Now().After(end) {
+				t.Fatalf("30 s after the relay member left, the pair is not back on DERP: %+v", p)
+			}
+		}
+	}
 	return res
 }
 
@@ -125,9 +147,9 @@ func TestPeerRelayBetweenHardNATs(t *testing.T) {
 			r := hardNATPair(t, tc.withRelay, 30*time.Second)
 			rtts := slices.Clone(r.rtts)
 			slices.Sort(rtts)
-			t.Logf("RELAY symmetric ↔ symmetric via %s: reached in %v, peer relay after %v, path %q, RTT median %.2f ms (min %.2f, max %.2f, %d pings), %.0f Mbit/s",
+			t.Logf("RELAY symmetric ↔ symmetric via %s: reached in %v, peer relay after %v, path %q, RTT median %.2f ms (min %.2f, max %.2f, %d pings), %.0f Mbit/s, back on DERP %v after the relay left (meanwhile %q)",
 				tc.name, r.reached.Round(time.Millisecond), r.toRelay.Round(time.Millisecond), r.final.Path,
-				rtts[len(rtts)/2], rtts[0], rtts[len(rtts)-1], len(rtts), r.mbps)
+				rtts[len(rtts)/2], rtts[0], rtts[len(rtts)-1], len(rtts), r.mbps, r.fallback.Round(time.Millisecond), r.lost)
 		})
 	}
 }
