@@ -14,7 +14,7 @@ import (
 )
 
 // relayPort is the UDP port the relay member serves the room on.
-const relayPort = "40000"
+const relayPort = 40000
 
 // relayResult is what the hard-NAT pair got in one lab.
 type relayResult struct {
@@ -48,11 +48,22 @@ func (p *player) pings(member string, count int, peerRelay bool) []float64 {
 	return rtts
 }
 
+// Where the relay member is.
+const (
+	noRelay        = ""
+	publicRelay    = "public"    // a public address
+	forwardedRelay = "forwarded" // behind an easy NAT that forwards its relay port
+	// behind an easy NAT without a forward: the roommates cannot reach
+	// it (the router lets in only answers), so the pair stays on DERP.
+	unreachableRelay = "behind-nat"
+)
+
 // hardNATPair hosts a room behind a symmetric NAT and joins it from
-// behind another; with withRelay, a member on a public address joins
-// first with --relay-port. It watches the guest's pings to the host for
-// up to watch until they go through the peer relay, then measures.
-func hardNATPair(t *testing.T, withRelay bool, watch time.Duration) relayResult {
+// behind another; with a relay, a third member joins first with
+// --relay-port. It watches the guest's pings to the host for up to watch
+// until they go through the peer relay, then measures.
+func hardNATPair(t *testing.T, relay string, watch time.Duration) relayResult {
+	withRelay := relay == publicRelay || relay == forwardedRelay
 	lab := netlab.New(t)
 	srv := startServer(t, lab.Public("srv"))
 	ha, hb := lab.Home(netlab.Symmetric), lab.Home(netlab.Symmetric)
@@ -65,10 +76,22 @@ func hardNATPair(t *testing.T, withRelay bool, watch time.Duration) relayResult 
 	hs.await(t, "node_up", 60*time.Second)
 	var relayAddr netip.Addr
 	var rs *session
-	if withRelay {
-		r := lab.Public("relay")
-		relayAddr = r.Addr
-		rs = newPlayer(t, r, srv, "carol").start("join", code, "--lan", "off", "--relay-port", relayPort)
+	homes := []*netlab.Home{ha, hb}
+	if relay != noRelay {
+		var r netlab.Host
+		if relay != publicRelay {
+			h := lab.Home(netlab.Easy)
+			homes = append(homes, h)
+			r = h.PC("carol")
+			if relay == forwardedRelay {
+				h.Forward("udp", relayPort, r)
+			}
+			relayAddr = h.Router.Addr
+		} else {
+			r = lab.Public("relay")
+			relayAddr = r.Addr
+		}
+		rs = newPlayer(t, r, srv, "carol").start("join", code, "--lan", "off", "--relay-port", fmt.Sprint(relayPort))
 		rs.await(t, "host_reached", 60*time.Second)
 	}
 	start := time.Now()
@@ -95,21 +118,23 @@ func hardNATPair(t *testing.T, withRelay bool, watch time.Duration) relayResult 
 	}
 	if withRelay {
 		if !res.final.PeerRelay {
-			t.Fatalf("with a public member relaying: path %q after %v, want the peer relay at %s:%s", res.final.Path, watch, relayAddr, relayPort)
+			t.Fatalf("with a member relaying (%s): path %q after %v, want the peer relay at %s:%d", relay, res.final.Path, watch, relayAddr, relayPort)
 		}
-		if !strings.HasPrefix(res.final.Path, relayAddr.String()+":"+relayPort+":") {
-			t.Fatalf("peer relay path %q is not the relay member's %s:%s", res.final.Path, relayAddr, relayPort)
+		if !strings.HasPrefix(res.final.Path, fmt.Sprintf("%s:%d:", relayAddr, relayPort)) {
+			t.Fatalf("peer relay path %q is not the relay member's %s:%d", res.final.Path, relayAddr, relayPort)
 		}
 	} else if res.final.PeerRelay {
-		t.Fatalf("no member relays, yet the path is a peer relay: %q", res.final.Path)
+		t.Fatalf("no member relays that the pair can reach (%q), yet the path is a peer relay: %q", relay, res.final.Path)
 	}
 	res.peerRelay = res.final.PeerRelay
 	res.rtts = guest.pings("alice", 5, withRelay)
 	res.mbps = throughput(t, a, b, 3*time.Second)
 	// The stream went the same way: still on that path after it.
 	res.rtts = append(res.rtts, guest.pings("alice", 1, withRelay)...)
-	if sa, sb := ha.Strays(), hb.Strays(); sa+sb != 0 {
-		t.Fatalf("%d and %d packets left the homes for outside the lab", sa, sb)
+	for _, h := range homes {
+		if n := h.Strays(); n != 0 {
+			t.Fatalf("%d packets left the home behind %s for outside the lab", n, h.Router.Addr)
+		}
 	}
 	if withRelay {
 		// The relay member leaves (Ctrl-C): the pair goes back to DERP.
@@ -132,19 +157,19 @@ func hardNATPair(t *testing.T, withRelay bool, watch time.Duration) relayResult 
 
 // Two players behind symmetric NATs without port mapping cannot reach
 // each other directly: through DERP they work, and when a third member
-// with a public address serves the room as a peer relay (roomnet join
-// --relay-port), their path moves to it. The figures are in
-// docs/benchmarks.md ("Peer relays").
+// with a public address, or behind a router that forwards the port,
+// serves the room as a peer relay (roomnet join --relay-port), their path
+// moves to it. The figures are in docs/benchmarks.md ("Peer relays").
 func TestPeerRelayBetweenHardNATs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs roomnetd and the CLI in namespaces")
 	}
-	for _, tc := range []struct {
-		name      string
-		withRelay bool
-	}{{"derp", false}, {"peer-relay", true}} {
+	for _, tc := range []struct{ name, relay string }{
+		{"derp", noRelay}, {"peer-relay", publicRelay}, {"peer-relay-forwarded", forwardedRelay},
+		{"relay-behind-nat", unreachableRelay},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := hardNATPair(t, tc.withRelay, 30*time.Second)
+			r := hardNATPair(t, tc.relay, 30*time.Second)
 			rtts := slices.Clone(r.rtts)
 			slices.Sort(rtts)
 			t.Logf("RELAY symmetric ↔ symmetric via %s: reached in %v, peer relay after %v, path %q, RTT median %.2f ms (min %.2f, max %.2f, %d pings), %.0f Mbit/s, back on DERP %v after the relay left (meanwhile %q)",
