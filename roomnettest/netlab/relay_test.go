@@ -169,7 +169,7 @@ func TestPeerRelayBetweenHardNATs(t *testing.T) {
 		{"relay-behind-nat", unreachableRelay},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := hardNATPair(t, tc.relay, 30*time.Second)
+			r := hardNATPair(t, tc.relay, 20*time.Second)
 			rtts := slices.Clone(r.rtts)
 			slices.Sort(rtts)
 			t.Logf("RELAY symmetric ↔ symmetric via %s: reached in %v, peer relay after %v, path %q, RTT median %.2f ms (min %.2f, max %.2f, %d pings), %.0f Mbit/s, back on DERP %v after the relay left (meanwhile %q)",
