@@ -15,7 +15,14 @@ import (
 // IsolationPolicy is the constant Headscale policy that isolates every
 // room: each room is its own Headscale user, and members reach only nodes
 // of their own user. Creating a room never rewrites it.
-const IsolationPolicy = `{"acls":[{"action":"accept","src":["autogroup:member"],"dst":["autogroup:self:*"]}]}`
+//
+// Its grant lets a room's members use each other as peer relays
+// (tailscale.com/cap/relay; Headscale adds the companion cap/relay-target)
+// and nobody else: autogroup:self is compiled per node to the node's own
+// room. A member relays only when its node runs a relay server (the CLI's
+// --relay-port); without one the grant changes nothing.
+const IsolationPolicy = `{"acls":[{"action":"accept","src":["autogroup:member"],"dst":["autogroup:self:*"]}],` +
+	`"grants":[{"src":["autogroup:member"],"dst":["autogroup:self"],"app":{"tailscale.com/cap/relay":[{}]}}]}`
 
 // Report counts what a reconciliation removed.
 type Report struct {

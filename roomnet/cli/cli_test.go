@@ -315,6 +315,8 @@ func TestHostAndJoinWithTheRealBinary(t *testing.T) {
 		{carol, []string{"host", "--game", "fake", "--lan", "doom95"}, cli.ExitUsage},
 		{carol, []string{"create", "--game", "fake", "--lan", "broadcast:0"}, cli.ExitUsage},
 		{carol, []string{"host", "--game", "fake", "--profiles", "/nonexistent.json"}, cli.ExitUsage},
+		{carol, []string{"host", "--game", "fake", "--relay-port", "70000"}, cli.ExitUsage},
+		{carol, []string{"join", "ZZZZZZZZ", "--relay-port", "40000", "--tun"}, cli.ExitUsage},
 	} {
 		code, _, errs := tc.who.run("", tc.args...)
 		require.Equal(t, tc.code, code, "%v: %s", tc.args, errs)

@@ -34,7 +34,10 @@ type PingResult struct {
 	RTTMS  float64 `json:"rtt_ms,omitempty"`
 	Direct bool    `json:"direct"`
 	Path   string  `json:"path,omitempty"` // the direct endpoint or the relay
-	Error  string  `json:"error,omitempty"`
+	// PeerRelay: the ping went through a roommate's peer relay, whose
+	// "ip:port:vni:N" is the path.
+	PeerRelay bool   `json:"peer_relay,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // serveControl answers requests until the returned closer is called.
@@ -89,8 +92,11 @@ func answer(c net.Conn, n *node.Node, peers *peerSet) {
 			} else {
 				r.RTTMS = float64(pp.RTT.Microseconds()) / 1000
 				r.Direct, r.Path = pp.Endpoint != "", pp.Relay
-				if r.Direct {
+				switch {
+				case r.Direct:
 					r.Path = pp.Endpoint
+				case pp.PeerRelay != "":
+					r.Path, r.PeerRelay = pp.PeerRelay, true
 				}
 			}
 			cancel()
@@ -154,6 +160,8 @@ func cmdPing(ctx context.Context, args []string, env Env) error {
 			fmt.Fprintf(env.Stdout, "%s %s: %s\n", r.Member, r.IP, r.Error)
 		case r.Direct:
 			fmt.Fprintf(env.Stdout, "%s %s: %s direct %s\n", r.Member, r.IP, formatRTT(r.RTTMS), r.Path)
+		case r.PeerRelay:
+			fmt.Fprintf(env.Stdout, "%s %s: %s relayed via the peer relay %s\n", r.Member, r.IP, formatRTT(r.RTTMS), r.Path)
 		case r.Path != "":
 			fmt.Fprintf(env.Stdout, "%s %s: %s relayed via %s\n", r.Member, r.IP, formatRTT(r.RTTMS), r.Path)
 		default:

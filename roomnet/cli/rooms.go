@@ -95,6 +95,9 @@ func createRoom(ctx context.Context, name string, args []string, env Env) (*crea
 	if err != nil {
 		return f, nil, state{}, r, err
 	}
+	if err := f.node.check(); err != nil {
+		return f, nil, state{}, r, err
+	}
 	// A bad --lan or --profiles fails before any room exists.
 	if f.prof, err = f.lan.profile(*f.game); err != nil {
 		return f, nil, state{}, r, err

@@ -85,6 +85,9 @@ func cmdJoin(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := nodef.check(); err != nil {
+		return err
+	}
 	if target == "" && fs.NArg() == 1 {
 		target = fs.Arg(0)
 	}
@@ -169,6 +172,7 @@ type nodeFlags struct {
 	tun        *bool
 	socket     *string
 	noPortMaps *bool
+	relayPort  *uint
 }
 
 func addNodeFlags(fs *flag.FlagSet) nodeFlags {
@@ -176,7 +180,19 @@ func addNodeFlags(fs *flag.FlagSet) nodeFlags {
 		tun:        fs.Bool("tun", false, "use this machine's Tailscale client (tailscaled, with a TUN device) instead of a userspace node: games reach room addresses directly"),
 		socket:     fs.String("tailscale-socket", "", "tailscaled's LocalAPI socket for --tun (default: the platform's)"),
 		noPortMaps: fs.Bool("no-port-mapping", false, "do not ask the router for a port (UPnP, NAT-PMP, PCP); behind a hard NAT the room is then relayed"),
+		relayPort:  fs.Uint("relay-port", 0, "serve the room as a peer relay on this UDP port (0: off): roommates who cannot reach each other directly relay through this machine instead of the server; it needs a public address or a port forward to this machine"),
 	}
+}
+
+// check refuses flags that do not go together, before anything happens.
+func (f nodeFlags) check() error {
+	if *f.relayPort > 65535 {
+		return fail(ExitUsage, "--relay-port: want a UDP port (1-65535), got %d", *f.relayPort)
+	}
+	if *f.relayPort != 0 && *f.tun {
+		return fail(ExitUsage, "--relay-port works with the userspace node only: with --tun, turn the relay on in tailscaled (tailscale set --relay-server-port)")
+	}
+	return nil
 }
 
 func session(ctx context.Context, rep reporter, c *roomnet.Client, s state, room roomnet.Room, grant roomnet.JoinGrant, o sessionOpts) error {
@@ -265,9 +281,10 @@ func runNode(ctx context.Context, rep reporter, c *roomnet.Client, s state, room
 		n, err = node.Attach(upCtx, *o.node.socket, grant, strings.ToLower(s.Username))
 	} else {
 		opts := node.Options{
-			Dir:      nodeDir,
-			Hostname: strings.ToLower(s.Username),
-			Grant:    grant,
+			Dir:       nodeDir,
+			Hostname:  strings.ToLower(s.Username),
+			Grant:     grant,
+			RelayPort: uint16(*o.node.relayPort), // checked: ≤ 65535
 		}
 		if *o.node.noPortMaps {
 			node.NoPortMapper()
@@ -527,11 +544,13 @@ func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomn
 					cancel()
 				}
 				path := "relayed"
-				if link.Relay != "" {
-					path += " via " + link.Relay
-				}
-				if p.Direct {
+				switch {
+				case p.Direct:
 					path = "direct " + p.CurAddr
+				case p.PeerRelay != "":
+					path += " via the peer relay " + p.PeerRelay
+				case link.Relay != "":
+					path += " via " + link.Relay
 				}
 				links = append(links, link)
 				if printed[m.Username] == path {
@@ -539,9 +558,12 @@ func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomn
 				}
 				printed[m.Username] = path
 				fields := map[string]any{"member": m.Username, "ip": ip, "direct": p.Direct}
-				if p.Direct {
+				switch {
+				case p.Direct:
 					fields["addr"] = p.CurAddr
-				} else if link.Relay != "" {
+				case p.PeerRelay != "":
+					fields["peer_relay"] = p.PeerRelay
+				case link.Relay != "":
 					fields["relay"] = link.Relay
 				}
 				if rttMS >= 0 {

@@ -6,6 +6,11 @@
 // NAT-PMP, PCP), which lets players behind hard NATs connect directly. It
 // can instead drive the machine's own Tailscale client (Attach), whose
 // TUN device lets games see room addresses directly.
+//
+// A node can also serve its room as a peer relay (Options.RelayPort):
+// two members that cannot reach each other directly (both behind hard
+// NATs) then relay their UDP through it instead of through DERP, when the
+// control plane's policy grants tailscale.com/cap/relay within the room.
 package node
 
 import (
@@ -20,6 +25,7 @@ import (
 
 	"tailscale.com/client/local"
 	"tailscale.com/envknob"
+	_ "tailscale.com/feature/relayserver" // tsnet does not link it: Options.RelayPort
 	"tailscale.com/ipn"
 	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
@@ -38,6 +44,13 @@ type Options struct {
 	Hostname string
 	Grant    roomnet.JoinGrant
 	Logf     logger.Logf // nil: discard
+	// RelayPort, when not 0, makes the node a peer relay for its room on
+	// this UDP port of the machine (all its addresses): roommates that
+	// cannot reach each other directly relay through it. Only a machine
+	// that both can reach helps: a public address, or a router that
+	// forwards this port to it. It costs this machine's bandwidth: it
+	// receives what a relayed pair sends each other and sends it on.
+	RelayPort uint16
 }
 
 // Node is a running room node.
@@ -55,7 +68,10 @@ type Peer struct {
 	Direct  bool   // a direct UDP path is in use
 	Relay   string // DERP region code in use or preferred
 	CurAddr string // direct endpoint when Direct
-	Expired bool   // cut off by the server; no longer reachable
+	// PeerRelay is the peer relay in use ("ip:port:vni:N", a roommate's
+	// relay server), when not direct and not through DERP.
+	PeerRelay string
+	Expired   bool // cut off by the server; no longer reachable
 }
 
 // hardenOnce guards process-wide knobs: envknob may only be written
@@ -118,6 +134,13 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	if err != nil {
 		ts.Close()
 		return nil, err
+	}
+	if o.RelayPort != 0 {
+		port := o.RelayPort
+		if _, err := lc.EditPrefs(ctx, &ipn.MaskedPrefs{Prefs: ipn.Prefs{RelayServerPort: &port}, RelayServerPortSet: true}); err != nil {
+			ts.Close()
+			return nil, fmt.Errorf("turning the peer relay on: %w", err)
+		}
 	}
 	n := &Node{ts: ts, lc: lc}
 	for _, a := range st.TailscaleIPs {
@@ -215,6 +238,7 @@ func peerOf(p *ipnstate.PeerStatus) Peer {
 	return Peer{
 		Name: p.HostName, IPs: p.TailscaleIPs, Online: p.Online,
 		Direct: p.CurAddr != "", CurAddr: p.CurAddr, Relay: p.Relay, Expired: p.Expired,
+		PeerRelay: p.PeerRelay,
 	}
 }
 
@@ -305,11 +329,14 @@ func (n *Node) Ping(ctx context.Context, ip netip.Addr) (time.Duration, error) {
 type Path struct {
 	RTT      time.Duration
 	Endpoint string // direct: the peer's UDP endpoint
-	Relay    string // relayed: the DERP region code
+	Relay    string // relayed through DERP: the region code
+	// PeerRelay is the peer relay the ping went through
+	// ("ip:port:vni:N"), when it went through one.
+	PeerRelay string
 }
 
-// PingPath pings a peer with a disco ping and says how it went: directly
-// or through which relay.
+// PingPath pings a peer with a disco ping and says how it went: directly,
+// through a peer relay or through which DERP relay.
 func (n *Node) PingPath(ctx context.Context, ip netip.Addr) (Path, error) {
 	res, err := n.lc.Ping(ctx, ip, tailcfg.PingDisco)
 	if err != nil {
@@ -318,7 +345,7 @@ func (n *Node) PingPath(ctx context.Context, ip netip.Addr) (Path, error) {
 	if res.Err != "" {
 		return Path{}, errors.New(res.Err)
 	}
-	return Path{RTT: time.Duration(res.LatencySeconds * float64(time.Second)), Endpoint: res.Endpoint, Relay: res.DERPRegionCode}, nil
+	return Path{RTT: time.Duration(res.LatencySeconds * float64(time.Second)), Endpoint: res.Endpoint, Relay: res.DERPRegionCode, PeerRelay: res.PeerRelay}, nil
 }
 
 // Dial connects to a peer of the room; any other address is refused.

@@ -413,7 +413,10 @@ type ping struct {
 	RTTMS  float64 `json:"rtt_ms"`
 	Direct bool    `json:"direct"`
 	Path   string  `json:"path"`
-	Error  string  `json:"error"`
+	// PeerRelay: through a roommate's peer relay (Path is its
+	// "ip:port:vni:N").
+	PeerRelay bool   `json:"peer_relay"`
+	Error     string `json:"error"`
 }
 
 func (p *player) ping(member string) ping {

@@ -252,6 +252,21 @@ func (h *Home) SetMTU(mtu int) {
 	h.lab.ip(h.Router.Name, "link", "set", "wan", "mtu", fmt.Sprint(mtu))
 }
 
+// Forward forwards a port of the router's public address to the same port
+// of a PC on the home's LAN (proto "udp" or "tcp"), as a port forward set
+// by hand in a home router's settings does. The router's firewall lets
+// what it forwards through.
+func (h *Home) Forward(proto string, port uint16, to Host) {
+	h.lab.t.Helper()
+	h.lab.nft(h.Router.Name, fmt.Sprintf(`table ip nat {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "wan" %s dport %d dnat to %s
+	}
+}
+`, proto, port, to.Addr))
+}
+
 // Strays counts the packets the home's LAN sent to somewhere beyond the
 // lab's internet (an address on the real internet: a log server, a
 // public DNS resolver). The router has no route there; they are counted
