@@ -63,11 +63,11 @@ mkdir "$tmp/pg" && chown postgres "$tmp/pg"
 su postgres -s /bin/sh -c "'$pgbin/initdb' -D '$tmp/pg' -A trust -U postgres" >/dev/null
 su postgres -s /bin/sh -c "${srv[*]} '$pgbin/pg_ctl' -D '$tmp/pg' -l '$tmp/pg/log' -w -o \"-p $PGPORT -k '$tmp/pg' -c listen_addresses=127.0.0.1 -c max_connections=200\" start" >/dev/null
 PG="postgres://postgres@127.0.0.1:$PGPORT"
-db=0
-fresh_db() { # prints the DSN of a new, empty database
-	db=$((db + 1))
-	psql -q "$PG/postgres?sslmode=disable" -c "create database chatload_$db" >/dev/null
-	echo "$PG/chatload_$db?sslmode=disable"
+fresh_db() { # prints the DSN of a new, empty database (run in $(...): no counter survives)
+	local name
+	name=chatload_$(date +%s%N)
+	psql -q "$PG/postgres?sslmode=disable" -c "create database $name" >/dev/null || return 1
+	echo "$PG/$name?sslmode=disable"
 }
 
 "${srv[@]}" redis-server --port "$REDISPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
@@ -86,7 +86,7 @@ start_roomnet() { # nodes, then serve's engine flags
 	shift
 	node_pids=()
 	local dsn
-	dsn=$(fresh_db)
+	dsn=$(fresh_db) || { echo "cannot create a database" >&2; return 1; }
 	redis-cli -p "$REDISPORT" flushall >/dev/null
 	for i in $(seq 0 $((n - 1))); do
 		"${srv[@]}" "$tmp/chatload" serve -addr "127.0.0.1:$((7100 + i))" -postgres "$dsn" "$@" 2>>"$tmp/roomnet.log" &

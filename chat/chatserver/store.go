@@ -118,7 +118,7 @@ func OpenStore(driver, dsn string) (*GormStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening chat store: %w", err)
 	}
-	if err := db.AutoMigrate(&StoredMessage{}, &Cursor{}, &Mute{}); err != nil {
+	if err := gormdb.Migrate(db, &StoredMessage{}, &Cursor{}, &Mute{}); err != nil {
 		return nil, fmt.Errorf("migrating chat store: %w", err)
 	}
 	return &GormStore{db: db}, nil

@@ -29,7 +29,7 @@ func Open(driver, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
-	if err := db.AutoMigrate(&cp.User{}, &cp.Token{}, &cp.Room{}, &cp.Member{}, &cp.JoinKey{}, &cp.AuditEntry{}); err != nil {
+	if err := gormdb.Migrate(db, &cp.User{}, &cp.Token{}, &cp.Room{}, &cp.Member{}, &cp.JoinKey{}, &cp.AuditEntry{}); err != nil {
 		return nil, fmt.Errorf("migrating store: %w", err)
 	}
 	return &Store{db: db, postgres: driver == "postgres"}, nil
