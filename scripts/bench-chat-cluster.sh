@@ -49,6 +49,12 @@ echo "building chatload and centrifugo@$CENTRIFUGO_VERSION into $tmp" >&2
 go build -o "$tmp/chatload" ./bench/chatload
 (cd "$tmp" && GOBIN="$tmp" GOFLAGS=-mod=mod go install "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION")
 
+port_free() { # fails when something already listens on the port
+	if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+		echo "port $1 is already in use: stop what listens there first" >&2
+		return 1
+	fi
+}
 wait_port() {
 	for _ in $(seq 100); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -59,6 +65,7 @@ wait_port() {
 }
 
 # PostgreSQL, as the postgres user, pinned with the servers.
+port_free "$PGPORT"
 mkdir "$tmp/pg" && chown postgres "$tmp/pg"
 su postgres -s /bin/sh -c "'$pgbin/initdb' -D '$tmp/pg' -A trust -U postgres" >/dev/null
 su postgres -s /bin/sh -c "${srv[*]} '$pgbin/pg_ctl' -D '$tmp/pg' -l '$tmp/pg/log' -w -o \"-p $PGPORT -k '$tmp/pg' -c listen_addresses=127.0.0.1 -c max_connections=200\" start" >/dev/null
@@ -70,6 +77,7 @@ fresh_db() { # prints the DSN of a new, empty database (run in $(...): no counte
 	echo "$PG/$name?sslmode=disable"
 }
 
+port_free "$REDISPORT"
 "${srv[@]}" redis-server --port "$REDISPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
 redis_pid=$!
 pids+=("$redis_pid")
@@ -89,6 +97,7 @@ start_roomnet() { # nodes, then serve's engine flags
 	dsn=$(fresh_db) || { echo "cannot create a database" >&2; return 1; }
 	redis-cli -p "$REDISPORT" flushall >/dev/null
 	for i in $(seq 0 $((n - 1))); do
+		port_free $((7100 + i))
 		"${srv[@]}" "$tmp/chatload" serve -addr "127.0.0.1:$((7100 + i))" -postgres "$dsn" "$@" 2>>"$tmp/roomnet.log" &
 		node_pids+=($!)
 		pids+=($!)
@@ -99,6 +108,7 @@ start_centrifugo() { # nodes
 	node_pids=()
 	redis-cli -p "$REDISPORT" flushall >/dev/null
 	for i in $(seq 0 $(($1 - 1))); do
+		port_free $((7200 + i))
 		cat >"$tmp/centrifugo-$i.json" <<JSON
 {
   "http_server": {"address": "127.0.0.1", "port": $((7200 + i))},
