@@ -60,10 +60,26 @@ func TestBanRacingJoinsLeavesNoMembershipOrNode(t *testing.T) {
 		wg.Go(func() {
 			<-first
 			if err := h.Admin.Ban(ctx, name); err != nil {
+				// 503 unavailable: Headscale did not answer in time (a
+				// loaded machine). The ban is recorded and the cut is
+				// pending (docs/api.md); the checks below still hold.
+				var ae *roomnet.Error
+				if errors.As(err, &ae) && ae.Status == 503 && ae.Code == roomnet.CodeUnavailable {
+					t.Logf("round %d: ban answered %v", round, err)
+					return
+				}
 				t.Errorf("ban: %v", err)
 			}
 		})
 		wg.Wait()
+		// The ban is recorded whatever it answered.
+		users, err := h.Admin.Users(ctx, 0)
+		require.NoError(t, err)
+		banned := false
+		for _, u := range users.Users {
+			banned = banned || u.Username == name && u.Banned
+		}
+		require.True(t, banned, "round %d: %s is not banned", round, name)
 		t.Logf("round %d: %d of %d joins got a grant", round, len(grants), len(rooms))
 		for _, id := range rooms {
 			members, err := h.Admin.Members(ctx, id)
