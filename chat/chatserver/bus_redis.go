@@ -82,6 +82,34 @@ func (b *RedisBus) Publish(ctx context.Context, topic string, payload []byte) er
 	return nil
 }
 
+var _ batchBus = (*RedisBus)(nil)
+
+// publishBatch implements batchBus: one pipeline, one round trip.
+func (b *RedisBus) publishBatch(ctx context.Context, batch []busPayload) {
+	cmds := make([]*redis.IntCmd, len(batch))
+	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range batch {
+			cmds[i] = p.Publish(ctx, b.prefix+m.topic, m.payload)
+		}
+		return nil
+	})
+	// A reply error is set on its command. Any other error (the
+	// connection, after go-redis's retry) is not always set on the
+	// commands: then none counts as published, and a payload that did
+	// get through reaches this node's clients twice (they drop
+	// duplicates by seq).
+	var reply redis.Error
+	connErr := err != nil && !errors.As(err, &reply)
+	for i, c := range cmds {
+		switch {
+		case c == nil || connErr:
+			batch[i].err = fmt.Errorf("publishing on redis: %w", err)
+		case c.Err() != nil:
+			batch[i].err = fmt.Errorf("publishing on redis: %w", c.Err())
+		}
+	}
+}
+
 // Subscribe implements Bus.
 func (b *RedisBus) Subscribe(h func(string, []byte)) {
 	b.mu.Lock()

@@ -176,10 +176,39 @@ func (c *committer) writeRetrying(msgs []StoredMessage) error {
 // tombstone records that a seq will never hold a message, so that gap
 // fills do not wait for it.
 func (c *committer) tombstone(m StoredMessage, cause error) {
-	t := StoredMessage{Conv: m.Conv, Seq: m.Seq, Kind: "tombstone", ClientMsgID: fmt.Sprintf("tomb-%d", m.Seq), CreatedAt: m.CreatedAt}
 	// A taken seq (this tombstone already written, or another writer's
 	// message there) needs no tombstone.
-	if err := c.writeRetrying([]StoredMessage{t}); err != nil && !errors.Is(err, ErrDuplicate) && !errors.Is(err, ErrSeqTaken) {
+	if err := c.writeRetrying([]StoredMessage{tombstoneAt(m)}); err != nil && !errors.Is(err, ErrDuplicate) && !errors.Is(err, ErrSeqTaken) {
 		c.log.Error("writing tombstone; the seq stays a hole until the store recovers", "conv", m.Conv, "seq", m.Seq, "err", err, "cause", cause)
 	}
+}
+
+// tombstoneAll tombstones the seqs of ms in one transaction. When the
+// store refuses it because a seq was taken meanwhile (a slow writer's
+// message, another node's tombstone) they are written one by one, each
+// taken seq skipped. When the store fails, nothing is written: the holes
+// stay for the next pull to try.
+func (c *committer) tombstoneAll(ms []StoredMessage, cause error) {
+	if len(ms) == 0 {
+		return
+	}
+	ts := make([]StoredMessage, len(ms))
+	for i, m := range ms {
+		ts[i] = tombstoneAt(m)
+	}
+	err := c.writeRetrying(ts)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrDuplicate) || errors.Is(err, ErrSeqTaken):
+		for _, m := range ms {
+			c.tombstone(m, cause)
+		}
+	default:
+		c.log.Error("writing tombstones; the seqs stay holes until a pull finds the store back", "conv", ms[0].Conv,
+			"first", ms[0].Seq, "last", ms[len(ms)-1].Seq, "err", err, "cause", cause)
+	}
+}
+
+func tombstoneAt(m StoredMessage) StoredMessage {
+	return StoredMessage{Conv: m.Conv, Seq: m.Seq, Kind: "tombstone", ClientMsgID: fmt.Sprintf("tomb-%d", m.Seq), CreatedAt: m.CreatedAt}
 }

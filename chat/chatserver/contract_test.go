@@ -56,7 +56,7 @@ func fill(t *testing.T, srv *testServer, conv string, n int) {
 	for i := range n {
 		done := make(chan error, 1)
 		srv.append(ctx, StoredMessage{Conv: conv, Kind: chat.KindText, SenderID: 99, SenderName: "u99",
-			ClientMsgID: fmt.Sprintf("fill-%d", i), Body: fmt.Sprintf("m%d", i+1)}, func(_ StoredMessage, err error) { done <- err })
+			ClientMsgID: fmt.Sprintf("fill-%d", i), Body: fmt.Sprintf("m%d", i+1)}, false, func(_ StoredMessage, err error) { done <- err })
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}

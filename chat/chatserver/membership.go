@@ -45,7 +45,7 @@ func (s *Server) Apply(events []MembershipEvent) {
 			s.append(context.Background(), StoredMessage{
 				Conv: conv, Kind: chat.KindSystem, ClientMsgID: "sys-" + newSession() + newSession(),
 				Body: text, Critical: true,
-			}, func(StoredMessage, error) {})
+			}, false, func(StoredMessage, error) {})
 		}
 	}
 }

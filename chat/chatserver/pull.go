@@ -30,7 +30,7 @@ const cacheBytes = 32 << 20
 // bytes. Concurrent identical pulls wait for the first one.
 type pages struct {
 	store      historyReader
-	tombstone  func(m StoredMessage, cause error) // writes a tombstone at m's seq
+	tombstone  func(ms []StoredMessage, cause error) // writes tombstones at ms's seqs
 	compressor *chat.Compressor
 	log        *slog.Logger
 	// pulls counts answers by source; compressIn and compressOut the
@@ -53,7 +53,7 @@ type historyReader interface {
 	HistoryAfter(ctx context.Context, conv string, after uint64, limit int) ([]StoredMessage, error)
 }
 
-func newPages(store historyReader, tombstone func(StoredMessage, error), log *slog.Logger, m metrics) *pages {
+func newPages(store historyReader, tombstone func([]StoredMessage, error), log *slog.Logger, m metrics) *pages {
 	return &pages{
 		store: store, tombstone: tombstone, compressor: chat.NewCompressor(), log: log,
 		pulls: m.pulls, compressIn: m.compressIn, compressOut: m.compressOut,
@@ -250,25 +250,31 @@ func (p *pages) build(ctx context.Context, k pageKey, upTo uint64) (*page, error
 // again under a fresh seq, like any seq conflict.
 const holeGrace = 3 * time.Second
 
+// holesPerPull bounds the tombstones one pull writes (in one
+// transaction): a wider hole takes a few pulls.
+const holesPerPull = 1024
+
 // tombstoneHoles writes a tombstone for every seq missing from msgs (the
 // seqs after k.after) below a message stored more than holeGrace ago, and
 // reports whether it wrote any.
 func (p *pages) tombstoneHoles(k pageKey, msgs []StoredMessage) bool {
-	const most = 256 // per page: a wider hole takes a few pulls
-	next, wrote := k.after+1, 0
+	next := k.after + 1
+	var holes []StoredMessage
 	for _, m := range msgs {
 		if m.Seq > next && time.Since(m.CreatedAt) > holeGrace {
-			for seq := next; seq < m.Seq && wrote < most; seq++ {
-				p.tombstone(StoredMessage{Conv: k.conv, Seq: seq, CreatedAt: m.CreatedAt}, errors.New("a hole below a stored seq"))
-				wrote++
+			for seq := next; seq < m.Seq && len(holes) < holesPerPull; seq++ {
+				holes = append(holes, StoredMessage{Conv: k.conv, Seq: seq, CreatedAt: m.CreatedAt})
 			}
 		}
 		next = m.Seq + 1
 	}
-	if wrote > 0 {
-		p.log.Warn("chat: tombstoned seqs missing below stored ones (a node died between allocating and writing them)", "conv", k.conv, "after", k.after, "seqs", wrote)
+	if len(holes) == 0 {
+		return false
 	}
-	return wrote > 0
+	p.tombstone(holes, errors.New("a hole below a stored seq"))
+	p.log.Warn("chat: tombstoned seqs missing below stored ones (a node died between allocating and writing them)",
+		"conv", k.conv, "after", k.after, "seqs", len(holes), "first", holes[0].Seq, "last", holes[len(holes)-1].Seq)
+	return true
 }
 
 func (s *Server) handlePull(ctx context.Context, c *conn, f chat.Frame) {

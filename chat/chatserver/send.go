@@ -66,12 +66,15 @@ func (s *Server) handleSend(ctx context.Context, c *conn, f chat.Frame) {
 	s.append(ctx, StoredMessage{
 		Conv: f.Conv, Kind: chat.KindText, SenderID: c.user.ID, SenderName: c.user.Name,
 		ClientMsgID: f.ClientMsgID, Body: f.Body,
-	}, finish)
+	}, false, finish)
 }
 
-// append allocates a seq, group-commits the message, publishes it once it
-// is durable and then calls done.
-func (s *Server) append(ctx context.Context, m StoredMessage, done func(StoredMessage, error)) {
+// append allocates a seq, group-commits the message and, once it is
+// durable, calls done and publishes it. With published set it publishes
+// first and calls done once the bus has taken the message: a system
+// message then reaches the members before whatever its caller does next
+// (a room's closing message before the removal).
+func (s *Server) append(ctx context.Context, m StoredMessage, published bool, done func(StoredMessage, error)) {
 	seq, err := s.seq.Next(ctx, m.Conv)
 	if errors.Is(err, ErrSeqUnavailable) {
 		// Redis is down: counted, and reported by the node's health.
@@ -108,8 +111,14 @@ func (s *Server) append(ctx context.Context, m StoredMessage, done func(StoredMe
 		if stored.SenderID != 0 {
 			s.dedupe.remember(stored)
 		}
-		s.publishMessage(stored)
+		if published {
+			s.publishMessage(stored, true)
+			done(stored, nil)
+			return
+		}
+		// Acked first: publishing is no part of durability.
 		done(stored, nil)
+		s.publishMessage(stored, false)
 	}})
 }
 
@@ -120,11 +129,17 @@ func toWire(m StoredMessage) chat.Message {
 	}
 }
 
-func (s *Server) publishMessage(m StoredMessage) {
+// publishMessage hands m to the bus; with wait set it returns once the
+// bus has taken it (or refused it and this node's clients have it).
+func (s *Server) publishMessage(m StoredMessage, wait bool) {
 	wm := toWire(m)
 	b, err := chat.Encode(chat.Frame{Type: chat.TypeMsg, Msg: &wm})
 	if err != nil {
 		s.log.Error("encoding message", "err", err)
+		return
+	}
+	if s.pub != nil {
+		s.pub.publish(topicConv+m.Conv, b, wait)
 		return
 	}
 	if err := s.bus.Publish(context.Background(), topicConv+m.Conv, b); err != nil {
@@ -164,7 +179,7 @@ func (s *Server) appendSystem(ctx context.Context, conv, text string) (uint64, e
 	s.append(ctx, StoredMessage{
 		Conv: conv, Kind: chat.KindSystem, ClientMsgID: "sys-" + newSession() + newSession(),
 		Body: text, Critical: true,
-	}, func(m StoredMessage, err error) { done <- result{m, err} })
+	}, true, func(m StoredMessage, err error) { done <- result{m, err} })
 	select {
 	case r := <-done:
 		return r.m.Seq, r.err

@@ -180,6 +180,7 @@ type Server struct {
 	dir      Directory
 	upgrader websocket.Upgrader
 	commit   *committer
+	pub      *publisher // nil: the bus publishes in process (MemoryBus)
 	dl       *deadlines
 	admit    *admission
 	metrics  metrics
@@ -252,7 +253,10 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.commit = newCommitter(o.Store, o.Sequencer, s.metrics.seqConflicts, s.log, o.MaxBatch)
-	s.pages = newPages(o.Store, s.commit.tombstone, s.log, s.metrics)
+	s.pages = newPages(o.Store, s.commit.tombstoneAll, s.log, s.metrics)
+	if b, ok := s.bus.(batchBus); ok {
+		s.pub = newPublisher(b, s.onBus, s.metrics.publishFailed, s.log, maxPublishQueue)
+	}
 	s.dl = newDeadlines(func(c *conn) {
 		if exp := c.user.Expires; !exp.IsZero() && !time.Now().Before(exp) {
 			c.shutdown(chat.CloseSessionRevoked, "session expired")
@@ -338,6 +342,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.bg.Wait()
 	s.commit.close()
+	if s.pub != nil {
+		s.pub.close()
+	}
 	s.cursors.flush()
 	s.dl.close()
 	return nil
