@@ -4,14 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
+	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
 	"github.com/roomnet/roomnet/derp/relay"
@@ -257,4 +263,78 @@ func TestMembersFailOverToAnotherRegion(t *testing.T) {
 		return nil
 	})
 	t.Logf("failed over from %s to %s in %s", using, other, time.Since(failed).Round(time.Second))
+}
+
+// relayAccepts reads the relay's count of accepted DERP connections from
+// roomnetd's metrics.
+func relayAccepts(t *testing.T, h *roomnettest.Harness) float64 {
+	t.Helper()
+	resp, err := http.Get(h.Server.MetricsURL())
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, `roomnet_derp_stat{name="accepts"} `); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			require.NoError(t, err)
+			return n
+		}
+	}
+	t.Fatal("no roomnet_derp_stat accepts in the metrics")
+	return 0
+}
+
+// Headscale re-reads the DERP map every derp.map_refresh and shuffles each
+// region's nodes anew, and tailscale drops its connection to a region
+// whose definition changed (order included). With the STUN-only node
+// beside the relay, a region of two nodes, every node reconnected every
+// few refreshes. Headscale now gets one node per region: over ten
+// refreshes a connected node keeps its one connection, while the API's
+// map still lists the STUN-only node for `roomnet doctor`.
+func TestNodesKeepTheirRelayConnectionAcrossMapRefreshes(t *testing.T) {
+	h := roomnettest.New(t, func(s *roomnettest.Settings) {
+		s.Config.DERP.STUNAltListen = "127.0.0.1:0"
+		s.Config.DERP.MapRefresh = time.Second
+		s.Config.Metrics.Listen = "127.0.0.1:0"
+	})
+	alice := h.User("alice")
+	room := createRoom(t, alice, "refresh", 2)
+	n := roomnettest.Node(t, room.Join, "member")
+	ctx := roomnettest.Context(t, 60*time.Second)
+	lc, err := n.Tsnet().LocalClient()
+	require.NoError(t, err)
+	st, err := lc.Status(ctx)
+	require.NoError(t, err)
+	r := h.Server.Relay()
+	eventually(t, 15*time.Second, "the node connected to the relay", func() error {
+		if !r.Connected(st.Self.PublicKey) {
+			return fmt.Errorf("not connected")
+		}
+		return nil
+	})
+	dm, err := lc.CurrentDERPMap(ctx)
+	require.NoError(t, err)
+	region := dm.Regions[h.Config.DERP.RegionID]
+	require.NotNil(t, region, "the node's map has the relay's region")
+	require.Len(t, region.Nodes, 1, "the node's map has one node in the region: %+v", region.Nodes)
+	require.False(t, region.Nodes[0].STUNOnly)
+
+	before := relayAccepts(t, h)
+	time.Sleep(10 * h.Config.DERP.MapRefresh) // ten refreshes by Headscale
+	require.Equal(t, before, relayAccepts(t, h), "the node reconnected to the relay while the map did not change")
+	require.True(t, r.Connected(st.Self.PublicKey))
+
+	resp, err := http.Get(h.URL + "/api/v1/derpmap")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var full tailcfg.DERPMap
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&full))
+	stunOnly := 0
+	for _, n := range full.Regions[h.Config.DERP.RegionID].Nodes {
+		if n.STUNOnly {
+			stunOnly++
+		}
+	}
+	require.Equal(t, 1, stunOnly, "the API's map lists the STUN-only node")
 }

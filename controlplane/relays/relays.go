@@ -1,7 +1,20 @@
 // Package relays keeps the DERP map: the embedded relay plus every relay
 // that registered with a heartbeat and has not gone quiet. On every change
-// it hands the new map to a callback (roomnetd writes it where Headscale
-// reads it, so nodes learn of new and dead relays without a restart).
+// it hands the map for Headscale to a callback (roomnetd writes it where
+// Headscale reads it, so nodes learn of new and dead relays without a
+// restart).
+//
+// Two maps: Map, the whole one (the API serves it: launchers and
+// `roomnet doctor` read every relay and STUN-only node), and the one
+// Headscale serves to nodes, with one DERP node per region. Headscale
+// v0.29.3 re-reads its map file every derp.map_refresh and shuffles each
+// region's nodes with a random stream that goes on from one read to the
+// next; tailscale's magicsock takes any change of a region's definition,
+// order included, as a redefinition and drops its connection to that
+// region ("derp-region-redefined"). A region of two nodes would make
+// every node's DERP connection to it drop every few refreshes. One node
+// per region keeps the map a node sees the same until a relay joins or
+// leaves.
 package relays
 
 import (
@@ -26,6 +39,9 @@ type Registry struct {
 	mu     sync.Mutex
 	static []roomnet.Relay
 	live   map[string]roomnet.Relay // by node name
+	// primary is, per region, the node the control map names: kept while
+	// it stays in the map, so a relay joining the region changes nothing.
+	primary map[int]string
 	local  func() roomnet.RelayStats
 	stop   chan struct{}
 	done   chan struct{}
@@ -35,7 +51,7 @@ type Registry struct {
 // A relay silent for ttl leaves the map.
 func New(static []roomnet.Relay, ttl time.Duration, onChange func(*tailcfg.DERPMap) error) (*Registry, error) {
 	r := &Registry{ttl: ttl, onChange: onChange, now: time.Now, static: static, live: map[string]roomnet.Relay{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+		primary: map[int]string{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if err := r.publish(); err != nil && len(static) > 0 {
 		return nil, err
 	}
@@ -152,8 +168,41 @@ func (r *Registry) Map() *tailcfg.DERPMap {
 	return derp.Map(out)
 }
 
-func (r *Registry) publish() error {
+// ControlMap is the map for Headscale (see the package comment): per
+// region one DERP node, the one named before while it is in the map,
+// else the first by name; no STUN-only node. A region with no DERP node
+// is left out.
+func (r *Registry) ControlMap() *tailcfg.DERPMap {
 	m := r.Map()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, reg := range m.Regions {
+		var pick *tailcfg.DERPNode
+		for _, n := range reg.Nodes {
+			if n.STUNOnly {
+				continue
+			}
+			if pick == nil || n.Name == r.primary[id] {
+				pick = n
+			}
+		}
+		if pick == nil {
+			delete(m.Regions, id)
+			continue
+		}
+		r.primary[id] = pick.Name
+		reg.Nodes = []*tailcfg.DERPNode{pick}
+	}
+	for id := range r.primary {
+		if m.Regions[id] == nil {
+			delete(r.primary, id)
+		}
+	}
+	return m
+}
+
+func (r *Registry) publish() error {
+	m := r.ControlMap()
 	if len(m.Regions) == 0 {
 		return errors.New("relays: no relay to put in the DERP map")
 	}

@@ -1,6 +1,7 @@
 package relays
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,4 +54,58 @@ func TestEmbeddedRelayShowsLocalStats(t *testing.T) {
 	require.True(t, l[0].Healthy)
 	require.Equal(t, 7, l[0].Stats.Clients)
 	require.Nil(t, static[0].Stats, "the static entry itself is not changed")
+}
+
+// Headscale gets one DERP node per region, never a STUN-only one, and the
+// same node while it stays in the map: a relay joining the region (even
+// one whose name sorts first) changes nothing a node sees; the serving
+// relay going quiet hands the region to the next.
+func TestControlMapHasOneStableNodePerRegion(t *testing.T) {
+	var mu sync.Mutex
+	var last *tailcfg.DERPMap
+	static := []roomnet.Relay{
+		{Embedded: true, RelayHeartbeat: roomnet.RelayHeartbeat{RegionID: 900, RegionCode: "home", Node: roomnet.RelayNode{Name: "900b", HostName: "127.0.0.1", DERPPort: 443, STUNPort: 3478}}},
+		{Embedded: true, RelayHeartbeat: roomnet.RelayHeartbeat{RegionID: 900, RegionCode: "home", Node: roomnet.RelayNode{Name: "900a", HostName: "127.0.0.1", STUNPort: 3479, STUNOnly: true}}},
+	}
+	r, err := New(static, 2*time.Second, func(m *tailcfg.DERPMap) error { mu.Lock(); last = m; mu.Unlock(); return nil })
+	require.NoError(t, err)
+	defer r.Close()
+	var now atomic.Int64 // read by the sweeper
+	now.Store(time.Unix(5000, 0).UnixNano())
+	r.now = func() time.Time { return time.Unix(0, now.Load()) }
+	served := func(region int) []string {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		reg := last.Regions[region]
+		if reg == nil {
+			return nil
+		}
+		var names []string
+		for _, n := range reg.Nodes {
+			names = append(names, n.Name)
+		}
+		return names
+	}
+	require.Equal(t, []string{"900b"}, served(900), "the STUN-only node is left out")
+	require.Len(t, r.Map().Regions[900].Nodes, 2, "the whole map keeps it")
+
+	hb := func(name string) roomnet.RelayHeartbeat {
+		return roomnet.RelayHeartbeat{RegionID: 901, RegionCode: "eu", Node: roomnet.RelayNode{Name: name, HostName: name + ".example.com", DERPPort: 443}}
+	}
+	require.NoError(t, r.Heartbeat(hb("901m")))
+	require.Equal(t, []string{"901m"}, served(901))
+	require.NoError(t, r.Heartbeat(hb("901a"))) // sorts first
+	require.Equal(t, []string{"901m"}, served(901), "a joining relay does not take the region over")
+	require.Equal(t, []string{"900b"}, served(900))
+	require.Len(t, r.Map().Regions[901].Nodes, 2)
+
+	// 901m goes quiet; 901a keeps heartbeating; the sweep drops 901m.
+	now.Add(int64(1500 * time.Millisecond))
+	require.NoError(t, r.Heartbeat(hb("901a")))
+	now.Add(int64(1500 * time.Millisecond))
+	require.Eventually(t, func() bool {
+		s := served(901)
+		return len(s) == 1 && s[0] == "901a"
+	}, 10*time.Second, 10*time.Millisecond, "the region passes to the relay that is left")
 }
