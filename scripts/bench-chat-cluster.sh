@@ -98,7 +98,8 @@ start_roomnet() { # nodes, then serve's engine flags
 	redis-cli -p "$REDISPORT" flushall >/dev/null
 	for i in $(seq 0 $((n - 1))); do
 		port_free $((7100 + i))
-		"${srv[@]}" "$tmp/chatload" serve -addr "127.0.0.1:$((7100 + i))" -postgres "$dsn" "$@" 2>>"$tmp/roomnet.log" &
+		port_free $((7300 + i))
+		"${srv[@]}" "$tmp/chatload" serve -addr "127.0.0.1:$((7100 + i))" -pprof "127.0.0.1:$((7300 + i))" -postgres "$dsn" "$@" 2>>"$tmp/roomnet.log" &
 		node_pids+=($!)
 		pids+=($!)
 		wait_port $((7100 + i))
@@ -142,12 +143,12 @@ for RATE in ${RATES//,/ }; do
 
 	start_roomnet 1
 	"${load[@]}" "$tmp/chatload" run -url "$(list ws://127.0.0.1: /ws 7100 1)" -api "$(list http://127.0.0.1: '' 7100 1)" \
-		-pid "$(joined "${node_pids[@]}")" -engine-pid "$(engines)" "${LOAD[@]}" -label "1 node, in-process engines, postgres"
+		-pid "$(joined "${node_pids[@]}")" -engine-pid "$(engines)" -metrics "$(list http://127.0.0.1: /metrics 7300 1)" "${LOAD[@]}" -label "1 node, in-process engines, postgres"
 	stop_nodes
 
 	start_roomnet 2 -redis "$REDIS"
 	"${load[@]}" "$tmp/chatload" run -url "$(list ws://127.0.0.1: /ws 7100 2)" -api "$(list http://127.0.0.1: '' 7100 2)" \
-		-pid "$(joined "${node_pids[@]}")" -engine-pid "$(engines)" "${LOAD[@]}" -label "2 nodes, redis engines, postgres"
+		-pid "$(joined "${node_pids[@]}")" -engine-pid "$(engines)" -metrics "$(list http://127.0.0.1: /metrics 7300 2)" "${LOAD[@]}" -label "2 nodes, redis engines, postgres"
 	stop_nodes
 
 	start_centrifugo 2

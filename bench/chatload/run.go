@@ -137,6 +137,11 @@ type Result struct {
 	EnginePerMsg float64 `json:"engine_cpu_us_per_delivered,omitempty"`
 	RSSMB        float64 `json:"server_rss_mb"`
 	WireKBPerCli float64 `json:"wire_kb_per_client_per_sec"`
+	// Where an acked send spent its time on the servers (-metrics).
+	SeqP50    string `json:"seq_p50,omitempty"`
+	SeqP99    string `json:"seq_p99,omitempty"`
+	CommitP50 string `json:"commit_p50,omitempty"`
+	CommitP99 string `json:"commit_p99,omitempty"`
 }
 
 func run(args []string) error {
@@ -151,6 +156,7 @@ func run(args []string) error {
 	crit := fs.Duration("critical-every", time.Second, "a critical message this often (0: none)")
 	label := fs.String("label", "", "label for the report")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile here (is it the bottleneck?)")
+	metricsURLs := fs.String("metrics", "", "roomnet nodes' /metrics URLs, comma-separated: report the seq and commit stages of an acked send")
 	_ = fs.Parse(args)
 	raiseFiles()
 	if *cpuProfile != "" {
@@ -278,6 +284,13 @@ func run(args []string) error {
 		EnginePerMsg: perMsg(ecpu),
 		RSSMB:        float64(rss) / (1 << 20),
 		WireKBPerCli: float64(wire) / 1024 / float64(*clients) / elapsed.Seconds(),
+	}
+	if *metricsURLs != "" {
+		st, err := readStages(strings.Split(*metricsURLs, ","))
+		if err != nil {
+			return err
+		}
+		r.SeqP50, r.SeqP99, r.CommitP50, r.CommitP99 = st.SeqP50, st.SeqP99, st.CommitP50, st.CommitP99
 	}
 	out, _ := json.Marshal(r)
 	fmt.Println(string(out))

@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/roomnet/roomnet/chat/chatserver"
 	"github.com/roomnet/roomnet/internal/redisconn"
 )
@@ -45,7 +48,7 @@ func serve(args []string) error {
 	redisURL := fs.String("redis", "", "Redis URL for the sequencer and bus (a node of a cluster); empty: in-process engines")
 	enter := fs.Float64("storm-enter", 100, "lobby storm mode threshold, messages/s (a huge value turns storm mode off)")
 	interval := fs.Duration("notify-interval", 250*time.Millisecond, "storm notify interval")
-	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (profiling the server under load)")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof and /metrics on this loopback address (profiling the server under load)")
 	_ = fs.Parse(args)
 	driver, dsn := "postgres", *pg
 	if dsn == "" {
@@ -67,6 +70,7 @@ func serve(args []string) error {
 		// Thousands of clients from one loopback address, opened at once.
 		MaxConnsPerAddr: -1, AcceptPerSec: -1,
 		StormEnter: *enter, NotifyInterval: *interval,
+		Registry: prometheus.NewRegistry(),
 	}
 	engines := "in-process"
 	if *redisURL != "" {
@@ -96,6 +100,7 @@ func serve(args []string) error {
 		pm := http.NewServeMux()
 		pm.HandleFunc("/debug/pprof/", pprof.Index)
 		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pm.Handle("/metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 		go func() { _ = http.ListenAndServe(*pprofAddr, pm) }()
 	}
 	hs := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}

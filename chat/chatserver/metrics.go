@@ -13,6 +13,7 @@ type metrics struct {
 	heartbeatClosed prometheus.Counter
 	violations      prometheus.Counter
 	commitLatency   prometheus.Histogram
+	seqLatency      prometheus.Histogram
 	stormChanges    *prometheus.CounterVec
 	notifies        prometheus.Counter
 	pulls           *prometheus.CounterVec
@@ -46,10 +47,11 @@ func newMetrics(reg *prometheus.Registry, storming, connections func() int) metr
 		seqConflicts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_seq_conflicts_total", Help: "Writes refused because another node had stored their seq; each is written again under a fresh seq."}),
 		seqUnavailable:  prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_seq_unavailable_total", Help: "Sends refused as unavailable because the shared sequencer (Redis) could not allocate."}),
 		publishFailed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "roomnet_chat_publish_failed_total", Help: "Stored messages the bus did not take (Redis down or stalled): this node's clients got them, the other nodes' clients pull them."}),
+		seqLatency:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomnet_chat_seq_seconds", Help: "Sequence number allocation (on a cluster node: the Redis round trip).", Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14)}),
 		commitLatency:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomnet_chat_commit_seconds", Help: "Submit to durable write.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.framesIn, m.stored, m.dedupes, m.deleted, m.fanout, m.bulkDropped, m.slowClosed, m.heartbeatClosed, m.violations, m.commitLatency,
+		reg.MustRegister(m.framesIn, m.stored, m.dedupes, m.deleted, m.fanout, m.bulkDropped, m.slowClosed, m.heartbeatClosed, m.violations, m.commitLatency, m.seqLatency,
 			m.stormChanges, m.notifies, m.pulls, m.compressIn, m.compressOut, m.refused, m.seqConflicts, m.seqUnavailable, m.publishFailed,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomnet_chat_storm_lobbies", Help: "Lobbies in storm mode."}, func() float64 {
 				return float64(storming())

@@ -75,7 +75,9 @@ func (s *Server) handleSend(ctx context.Context, c *conn, f chat.Frame) {
 // message then reaches the members before whatever its caller does next
 // (a room's closing message before the removal).
 func (s *Server) append(ctx context.Context, m StoredMessage, published bool, done func(StoredMessage, error)) {
+	start := time.Now()
 	seq, err := s.seq.Next(ctx, m.Conv)
+	s.metrics.seqLatency.Observe(time.Since(start).Seconds())
 	if errors.Is(err, ErrSeqUnavailable) {
 		// Redis is down: counted, and reported by the node's health.
 		s.metrics.seqUnavailable.Inc()
@@ -90,7 +92,7 @@ func (s *Server) append(ctx context.Context, m StoredMessage, published bool, do
 	}
 	m.Seq = seq
 	m.CreatedAt = time.Now().UTC()
-	start := time.Now()
+	start = time.Now()
 	s.commit.submit(&pending{msg: m, done: func(stored StoredMessage, err error) {
 		if errors.Is(err, ErrDuplicate) {
 			// A concurrent retry on another node won: answer with its seq.
