@@ -42,9 +42,9 @@ type Registry struct {
 	// primary is, per region, the node the control map names: kept while
 	// it stays in the map, so a relay joining the region changes nothing.
 	primary map[int]string
-	local  func() roomnet.RelayStats
-	stop   chan struct{}
-	done   chan struct{}
+	local   func() roomnet.RelayStats
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // New returns a registry; static relays (the embedded one) never expire.
