@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,9 +12,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"tailscale.com/tailcfg"
 
 	"github.com/roomnet/roomnet/chat"
 	"github.com/roomnet/roomnet/chat/chatclient"
+	"github.com/roomnet/roomnet/roomnet"
 	"github.com/roomnet/roomnet/roomnettest"
 )
 
@@ -177,4 +180,72 @@ func adminEvents(t *testing.T, ctx context.Context, h *roomnettest.Harness) <-ch
 		}
 	}()
 	return out
+}
+
+// A relay's heartbeats go to whichever node the load balancer picks; every
+// node must list the relay and serve it in its DERP map, and every node
+// must drop it once it goes quiet.
+func TestRelayHeartbeatsReachEveryNode(t *testing.T) {
+	const token = "relay-token-for-tests"
+	stores, _ := sharedStores(t)
+	shared := func(s *roomnettest.Settings) {
+		stores(s)
+		s.Config.DERP.RelayToken = token
+		s.Config.DERP.RelayTTL = 2 * time.Second
+	}
+	a := roomnettest.New(t, shared)
+	b := roomnettest.New(t, shared)
+	ctx := roomnettest.Context(t, 60*time.Second)
+	hb := roomnet.RelayHeartbeat{RegionID: 901, RegionCode: "eu", RegionName: "Europe",
+		Node: roomnet.RelayNode{Name: "901a", HostName: "relay.example.com", DERPPort: 443, STUNPort: 3478}}
+	listed := func(h *roomnettest.Harness) (bool, error) {
+		rs, err := h.Admin.Relays(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, r := range rs {
+			if r.Node.Name == "901a" {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	inMap := func(h *roomnettest.Harness) bool {
+		resp, err := http.Get(h.URL + "/api/v1/derpmap")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var m tailcfg.DERPMap
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&m))
+		return m.Regions[901] != nil
+	}
+	// Heartbeats only to node a, as a load balancer might send them.
+	beat := func() { require.NoError(t, roomnet.NewClient(a.URL).WithToken(token).RelayHeartbeat(ctx, hb)) }
+	beat()
+	eventually(t, 5*time.Second, "node b lists the relay that beat on node a", func() error {
+		if ok, err := listed(b); !ok || err != nil {
+			return fmt.Errorf("not listed (%v)", err)
+		}
+		if !inMap(b) {
+			return errors.New("not in b's DERP map")
+		}
+		return nil
+	})
+	for range 3 { // alive on both while it beats
+		time.Sleep(time.Second)
+		beat()
+	}
+	for _, h := range []*roomnettest.Harness{a, b} {
+		ok, err := listed(h)
+		require.NoError(t, err)
+		require.True(t, ok, "the beating relay left a node's list")
+	}
+	// Quiet: both drop it after the TTL.
+	eventually(t, 10*time.Second, "both nodes drop the quiet relay", func() error {
+		for name, h := range map[string]*roomnettest.Harness{"a": a, "b": b} {
+			if ok, _ := listed(h); ok || inMap(h) {
+				return fmt.Errorf("node %s still has it", name)
+			}
+		}
+		return nil
+	})
 }

@@ -73,6 +73,8 @@ type Server struct {
 	evRelay *eventRelay // the hub's events to and from the other nodes; nil without Redis
 	// shardNotes: what the deciding node says of lost shards; nil without Redis
 	shardNotes *shardNotes
+	// relayNotes: relay heartbeats passed between nodes; nil without Redis
+	relayNotes *relayNotes
 	relay      *relay.Server
 	hs         *embedded.Supervisor // shard 0, when embedded
 	hsClient   *headscale.Client    // the external Headscale of headscale.mode external
@@ -232,6 +234,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 	// #17: the node holding the reconciler lease decides about lost
 	// shards and tells the others (shardnotes_redis.go).
 	s.shardNotes = startShardNotes(s.redis.shared(), s.Service, log.With("component", "shards"))
+	s.relayNotes = startRelayNotes(s.redis.shared(), s.relays, log.With("component", "relays"))
 	s.Service.SetModerator(moderator{s.Chat, s.chatDB})
 	e := api.New(api.Options{
 		Service:            s.Service,
@@ -451,6 +454,7 @@ func (s *Server) closeParts() error {
 	}
 	s.evRelay.close()
 	s.shardNotes.close()
+	s.relayNotes.close()
 	errs = append(errs, s.redis.close())
 	if s.chatDB != nil {
 		errs = append(errs, s.chatDB.Close())

@@ -42,6 +42,7 @@ type Registry struct {
 	// primary is, per region, the node the control map names: kept while
 	// it stays in the map, so a relay joining the region changes nothing.
 	primary map[int]string
+	share   func(roomnet.RelayHeartbeat)
 	local   func() roomnet.RelayStats
 	stop    chan struct{}
 	done    chan struct{}
@@ -76,8 +77,36 @@ func Validate(hb roomnet.RelayHeartbeat) error {
 	return nil
 }
 
-// Heartbeat records that a relay is alive.
+// SetSharer makes Heartbeat hand every heartbeat it accepts to share:
+// in a cluster, to the other nodes, which record it with Remote. Set it
+// before heartbeats arrive.
+func (r *Registry) SetSharer(share func(roomnet.RelayHeartbeat)) {
+	r.mu.Lock()
+	r.share = share
+	r.mu.Unlock()
+}
+
+// Heartbeat records that a relay is alive (the relay sent it to this
+// node) and shares it.
 func (r *Registry) Heartbeat(hb roomnet.RelayHeartbeat) error {
+	if err := r.record(hb); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	share := r.share
+	r.mu.Unlock()
+	if share != nil {
+		share(hb)
+	}
+	return nil
+}
+
+// Remote records a heartbeat another node of the cluster received, so
+// that every node's map and list hold every relay whichever node the
+// load balancer sent its heartbeats to.
+func (r *Registry) Remote(hb roomnet.RelayHeartbeat) error { return r.record(hb) }
+
+func (r *Registry) record(hb roomnet.RelayHeartbeat) error {
 	if err := Validate(hb); err != nil {
 		return err
 	}
