@@ -7,7 +7,9 @@
 #   2. the same 2-node load against Centrifugo v6.9.1 with its Redis
 #      engine, 2 nodes;
 #   3. acked send latency (send to the server's ack) through Redis and
-#      PostgreSQL, read from the runs of 1.
+#      PostgreSQL, read from the runs of 1, and where it went on the
+#      roomnet nodes (seq allocation, group commit: their /metrics on
+#      ports 7300+).
 #
 # Every roomnet node stores in PostgreSQL, so the engines are the only
 # difference between the 1-node and 2-node runs. The script starts its own

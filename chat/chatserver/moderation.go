@@ -39,10 +39,9 @@ func (s *Server) DeleteMessage(ctx context.Context, conv string, seq uint64) err
 	if err != nil {
 		return err
 	}
-	if err := s.bus.Publish(ctx, topicConv+conv, b); err != nil {
-		// Stored as deleted: history, sync and later pulls no longer show it.
-		s.log.Warn("publishing a deletion; clients see it on their next fetch", "conv", conv, "err", err)
-	}
+	// Stored as deleted: history, sync and later pulls no longer show it,
+	// whatever the bus does.
+	s.publishConv(conv, b, true)
 	return nil
 }
 

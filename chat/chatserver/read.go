@@ -43,7 +43,7 @@ func (s *Server) handleCursor(ctx context.Context, c *conn, f chat.Frame) {
 	if kind, _ := chat.ConvKind(f.Conv); kind == chat.KindDirect && f.Type == chat.TypeAck {
 		b, err := chat.Encode(chat.Frame{Type: chat.TypeReceipt, Conv: f.Conv, Seq: f.Seq, By: c.user.Name})
 		if err == nil {
-			_ = s.bus.Publish(context.Background(), topicConv+f.Conv, b)
+			s.publishConv(f.Conv, b, false)
 		}
 	}
 }

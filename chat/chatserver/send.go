@@ -140,16 +140,24 @@ func (s *Server) publishMessage(m StoredMessage, wait bool) {
 		s.log.Error("encoding message", "err", err)
 		return
 	}
+	s.publishConv(m.Conv, b, wait)
+}
+
+// publishConv publishes a frame of a conversation (a message, a deletion,
+// a receipt). Every one goes the same way, through the publisher when the
+// bus is remote, so that a conversation's frames keep their order (a
+// deletion never overtakes its message). When the bus refuses, this
+// node's subscribers get the frame straight away; the other nodes'
+// clients pull what they missed when the bus is back (catchUp) or at
+// their next message or sync.
+func (s *Server) publishConv(conv string, b []byte, wait bool) {
 	if s.pub != nil {
-		s.pub.publish(topicConv+m.Conv, b, wait)
+		s.pub.publish(topicConv+conv, b, wait)
 		return
 	}
-	if err := s.bus.Publish(context.Background(), topicConv+m.Conv, b); err != nil {
-		// This node's subscribers get it straight away; the others'
-		// clients pull it when the bus is back (catchUp) or at their
-		// next message or sync.
-		s.log.Warn("publishing message; other nodes' clients will pull it", "conv", m.Conv, "err", err)
-		s.onBus(topicConv+m.Conv, b)
+	if err := s.bus.Publish(context.Background(), topicConv+conv, b); err != nil {
+		s.log.Warn("publishing on the bus; other nodes' clients will pull it", "conv", conv, "err", err)
+		s.onBus(topicConv+conv, b)
 	}
 }
 
