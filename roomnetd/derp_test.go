@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"tailscale.com/client/local"
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
 	"tailscale.com/tailcfg"
@@ -33,25 +34,34 @@ func derpClient(t *testing.T, k key.NodePrivate, r *relay.Server) *derphttp.Clie
 	return c
 }
 
+// memberOnRelay brings a member's node up with grant and waits until it
+// is connected to the embedded relay; it returns the node's local client
+// and key.
+func memberOnRelay(t *testing.T, ctx context.Context, h *roomnettest.Harness, grant roomnet.JoinGrant) (*local.Client, key.NodePublic) {
+	t.Helper()
+	n := roomnettest.Node(t, grant, "member")
+	lc, err := n.Tsnet().LocalClient()
+	require.NoError(t, err)
+	st, err := lc.Status(ctx)
+	require.NoError(t, err)
+	eventually(t, 15*time.Second, "the member's node connected to the relay", func() error {
+		if !h.Server.Relay().Connected(st.Self.PublicKey) {
+			return fmt.Errorf("not connected")
+		}
+		return nil
+	})
+	return lc, st.Self.PublicKey
+}
+
 // The relay admits only nodes Headscale knows: a stranger's key is
 // refused, a room member's node is connected.
 func TestRelayRefusesUnknownNodeKeys(t *testing.T) {
 	h := roomnettest.New(t)
 	alice := h.User("alice")
 	room := createRoom(t, alice, "admission", 2)
-	n := roomnettest.Node(t, room.Join, "member")
 	ctx := roomnettest.Context(t, 30*time.Second)
-	lc, err := n.Tsnet().LocalClient()
-	require.NoError(t, err)
-	st, err := lc.Status(ctx)
-	require.NoError(t, err)
+	_, _ = memberOnRelay(t, ctx, h, room.Join)
 	r := h.Server.Relay()
-	eventually(t, 10*time.Second, "member's node connected to the relay", func() error {
-		if !r.Connected(st.Self.PublicKey) {
-			return fmt.Errorf("not connected")
-		}
-		return nil
-	})
 
 	stranger := key.NewNode()
 	c := derpClient(t, stranger, r)
@@ -300,19 +310,9 @@ func TestNodesKeepTheirRelayConnectionAcrossMapRefreshes(t *testing.T) {
 	})
 	alice := h.User("alice")
 	room := createRoom(t, alice, "refresh", 2)
-	n := roomnettest.Node(t, room.Join, "member")
 	ctx := roomnettest.Context(t, 60*time.Second)
-	lc, err := n.Tsnet().LocalClient()
-	require.NoError(t, err)
-	st, err := lc.Status(ctx)
-	require.NoError(t, err)
+	lc, self := memberOnRelay(t, ctx, h, room.Join)
 	r := h.Server.Relay()
-	eventually(t, 15*time.Second, "the node connected to the relay", func() error {
-		if !r.Connected(st.Self.PublicKey) {
-			return fmt.Errorf("not connected")
-		}
-		return nil
-	})
 	dm, err := lc.CurrentDERPMap(ctx)
 	require.NoError(t, err)
 	region := dm.Regions[h.Config.DERP.RegionID]
@@ -323,7 +323,7 @@ func TestNodesKeepTheirRelayConnectionAcrossMapRefreshes(t *testing.T) {
 	before := relayAccepts(t, h)
 	time.Sleep(10 * h.Config.DERP.MapRefresh) // ten refreshes by Headscale
 	require.Equal(t, before, relayAccepts(t, h), "the node reconnected to the relay while the map did not change")
-	require.True(t, r.Connected(st.Self.PublicKey))
+	require.True(t, r.Connected(self))
 
 	resp, err := http.Get(h.URL + "/api/v1/derpmap")
 	require.NoError(t, err)

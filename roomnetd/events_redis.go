@@ -2,13 +2,9 @@ package roomnetd
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -27,15 +23,10 @@ const eventsChannel = "roomnet:cp:events"
 // this is only for the hub. At-most-once, like the bus: the admin view
 // re-reads its lists from the database on every event and on reconnect.
 type eventRelay struct {
-	rdb     redis.UniversalClient
-	node    string
-	hub     *events.Hub
+	ch      *channel
 	log     *slog.Logger
 	out     chan []byte
 	dropped atomic.Int64
-	cancel  context.CancelFunc
-	ps      *redis.PubSub
-	wg      sync.WaitGroup
 }
 
 // wireEvent is an event on the channel, with the node that published it
@@ -50,40 +41,27 @@ func startEventRelay(rdb redis.UniversalClient, hub *events.Hub, log *slog.Logge
 	if rdb == nil {
 		return nil
 	}
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &eventRelay{rdb: rdb, node: hex.EncodeToString(b), hub: hub, log: log, out: make(chan []byte, 1024), cancel: cancel}
-	ps := rdb.Subscribe(ctx, eventsChannel)
-	r.ps = ps
-	r.wg.Add(2)
-	go func() {
-		defer r.wg.Done()
-		// The channel ends when close closes ps (not when ctx ends).
-		for msg := range ps.Channel() {
-			var w wireEvent
-			if json.Unmarshal([]byte(msg.Payload), &w) != nil || w.Node == r.node {
-				continue
-			}
-			hub.Publish(ctx, w.Event)
+	r := &eventRelay{ch: openChannel(rdb, eventsChannel), log: log, out: make(chan []byte, 1024)}
+	r.ch.listen(func(ctx context.Context, payload string) {
+		var w wireEvent
+		if json.Unmarshal([]byte(payload), &w) != nil || w.Node == r.ch.node {
+			return
 		}
-	}()
-	go func() {
-		defer r.wg.Done()
+		hub.Publish(ctx, w.Event)
+	})
+	r.ch.goBackground(func(ctx context.Context) {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case b := <-r.out:
-				pctx, cancel := context.WithTimeout(ctx, time.Second)
-				if err := rdb.Publish(pctx, eventsChannel, b).Err(); err != nil && ctx.Err() == nil {
+				if err := r.ch.publish(b); err != nil && ctx.Err() == nil {
 					r.dropped.Add(1)
 					log.Debug("an event for the other nodes' live views was not published", "err", err)
 				}
-				cancel()
 			}
 		}
-	}()
+	})
 	return r
 }
 
@@ -94,7 +72,7 @@ func (r *eventRelay) publish(evs ...cp.Event) {
 		return
 	}
 	for _, e := range evs {
-		b, err := json.Marshal(wireEvent{Node: r.node, Event: e})
+		b, err := json.Marshal(wireEvent{Node: r.ch.node, Event: e})
 		if err != nil {
 			continue
 		}
@@ -108,10 +86,7 @@ func (r *eventRelay) publish(evs ...cp.Event) {
 
 // close stops relaying; before the Redis client closes.
 func (r *eventRelay) close() {
-	if r == nil {
-		return
+	if r != nil {
+		r.ch.close()
 	}
-	r.cancel()
-	_ = r.ps.Close()
-	r.wg.Wait()
 }

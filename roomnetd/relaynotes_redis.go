@@ -2,12 +2,8 @@ package roomnetd
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
-	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -32,12 +28,8 @@ type relayNote struct {
 // that happened to reach it. At most once is enough: relays heartbeat
 // every few seconds, and one lost note only ages a relay by one beat.
 type relayNotes struct {
-	rdb    redis.UniversalClient
-	node   string
-	log    *slog.Logger
-	ps     *redis.PubSub
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ch  *channel
+	log *slog.Logger
 }
 
 // startRelayNotes subscribes reg to the other nodes' heartbeats and makes
@@ -46,47 +38,35 @@ func startRelayNotes(rdb redis.UniversalClient, reg *relays.Registry, log *slog.
 	if rdb == nil || reg == nil {
 		return nil
 	}
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &relayNotes{rdb: rdb, node: hex.EncodeToString(b), log: log, cancel: cancel, ps: rdb.Subscribe(ctx, relayNotesChannel)}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		for msg := range n.ps.Channel() {
-			var note relayNote
-			if err := json.Unmarshal([]byte(msg.Payload), &note); err != nil || note.Node == n.node {
-				continue
-			}
-			if err := reg.Remote(note.Heartbeat); err != nil {
-				n.log.Warn("a relay heartbeat from another node was refused", "relay", note.Heartbeat.Node.Name, "err", err)
-			}
+	n := &relayNotes{ch: openChannel(rdb, relayNotesChannel), log: log}
+	n.ch.listen(func(_ context.Context, payload string) {
+		var note relayNote
+		if err := json.Unmarshal([]byte(payload), &note); err != nil || note.Node == n.ch.node {
+			return
 		}
-	}()
+		if err := reg.Remote(note.Heartbeat); err != nil {
+			n.log.Warn("a relay heartbeat from another node was refused", "relay", note.Heartbeat.Node.Name, "err", err)
+		}
+	})
 	reg.SetSharer(n.share)
 	return n
 }
 
-// share publishes one heartbeat, bounded; a failure is logged and the
-// relay's next heartbeat tries again.
+// share publishes one heartbeat; a failure is logged and the relay's next
+// heartbeat tries again.
 func (n *relayNotes) share(hb roomnet.RelayHeartbeat) {
-	b, err := json.Marshal(relayNote{Node: n.node, Heartbeat: hb})
+	b, err := json.Marshal(relayNote{Node: n.ch.node, Heartbeat: hb})
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := n.rdb.Publish(ctx, relayNotesChannel, b).Err(); err != nil {
+	if err := n.ch.publish(b); err != nil {
 		n.log.Warn("a relay heartbeat was not passed on to the other nodes", "relay", hb.Node.Name, "err", err)
 	}
 }
 
 // close stops listening; before the Redis client closes.
 func (n *relayNotes) close() {
-	if n == nil {
-		return
+	if n != nil {
+		n.ch.close()
 	}
-	n.cancel()
-	_ = n.ps.Close()
-	n.wg.Wait()
 }

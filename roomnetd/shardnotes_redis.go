@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -21,11 +19,8 @@ const shardNotesChannel = "roomnet:cp:shards"
 // round, and a node that never hears "reconciled" lifts its quarantine
 // after the shard grace (controlplane/service/shardnotes.go).
 type shardNotes struct {
-	rdb    redis.UniversalClient
-	log    *slog.Logger
-	ps     *redis.PubSub
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ch  *channel
+	log *slog.Logger
 }
 
 var _ service.ShardNotifier = (*shardNotes)(nil)
@@ -36,22 +31,16 @@ func startShardNotes(rdb redis.UniversalClient, svc *service.Service, log *slog.
 	if rdb == nil {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &shardNotes{rdb: rdb, log: log, cancel: cancel, ps: rdb.Subscribe(ctx, shardNotesChannel)}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		// The channel ends when close closes ps.
-		for msg := range n.ps.Channel() {
-			var note service.ShardNote
-			if err := json.Unmarshal([]byte(msg.Payload), &note); err != nil || note.Shard == "" {
-				continue
-			}
-			// The sender hears its own note too; applying it changes
-			// nothing there (it is lost or reconciled already).
-			svc.ApplyShardNote(note)
+	n := &shardNotes{ch: openChannel(rdb, shardNotesChannel), log: log}
+	n.ch.listen(func(_ context.Context, payload string) {
+		var note service.ShardNote
+		if err := json.Unmarshal([]byte(payload), &note); err != nil || note.Shard == "" {
+			return
 		}
-	}()
+		// The sender hears its own note too; applying it changes
+		// nothing there (it is lost or reconciled already).
+		svc.ApplyShardNote(note)
+	})
 	svc.SetShardNotifier(n)
 	return n
 }
@@ -62,19 +51,14 @@ func (n *shardNotes) NotifyShard(note service.ShardNote) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := n.rdb.Publish(ctx, shardNotesChannel, b).Err(); err != nil {
+	if err := n.ch.publish(b); err != nil {
 		n.log.Warn("a shard note was not published; it is repeated at the next health round", "shard", note.Shard, "state", note.State, "err", err)
 	}
 }
 
 // close stops listening; before the Redis client closes.
 func (n *shardNotes) close() {
-	if n == nil {
-		return
+	if n != nil {
+		n.ch.close()
 	}
-	n.cancel()
-	_ = n.ps.Close()
-	n.wg.Wait()
 }
