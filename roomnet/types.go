@@ -144,12 +144,15 @@ type Member struct {
 
 // Link is how a member's node reaches one peer.
 type Link struct {
-	Peer   string  `json:"peer"`             // the peer's username
-	IP     string  `json:"ip"`               // the peer's room address
-	Direct bool    `json:"direct"`           // false: through a relay
-	Addr   string  `json:"addr,omitempty"`   // direct: the peer's endpoint
-	Relay  string  `json:"relay,omitempty"`  // relayed: the DERP region
-	RTTMS  float64 `json:"rtt_ms,omitempty"` // round trip; 0: not measured
+	Peer   string `json:"peer"`            // the peer's username
+	IP     string `json:"ip"`              // the peer's room address
+	Direct bool   `json:"direct"`          // false: through a relay
+	Addr   string `json:"addr,omitempty"`  // direct: the peer's endpoint; peer relay: the relay's
+	Relay  string `json:"relay,omitempty"` // relayed by DERP: the region
+	// PeerRelay: relayed by a roommate's peer relay (tailscale's UDP
+	// relay), not by DERP; Addr is then the relay's "ip:port:vni:N".
+	PeerRelay bool    `json:"peer_relay,omitempty"`
+	RTTMS     float64 `json:"rtt_ms,omitempty"` // round trip; 0: not measured
 	// Inferred: a server-side guess (direct because our relay carried
 	// nothing between the two), not a measurement.
 	Inferred bool `json:"inferred,omitempty"`

@@ -256,6 +256,28 @@ func TestPathReportsReachAdminsOnly(t *testing.T) {
 			require.Equal(t, direct, m.Links, "admins do")
 		}
 	}
+	// Through a roommate's peer relay: marked so for everyone, the
+	// relay's endpoint for admins only; never also direct or DERP.
+	viaPeer := []roomnet.Link{{Peer: "rita", IP: "100.64.0.1", PeerRelay: true, Addr: "203.0.113.7:40000:vni:7", RTTMS: 4}}
+	require.NoError(t, sam.ReportPaths(ctx, room.ID, viaPeer))
+	for viewer, want := range map[*roomnet.Client][]roomnet.Link{
+		rita:    {{Peer: "rita", IP: "100.64.0.1", PeerRelay: true, RTTMS: 4}},
+		h.Admin: viaPeer,
+	} {
+		members, err = viewer.Members(ctx, room.ID)
+		require.NoError(t, err)
+		for _, m := range members {
+			if m.Username == "sam" {
+				require.Equal(t, want, m.Links)
+			}
+		}
+	}
+	for _, bad := range []roomnet.Link{
+		{Peer: "rita", IP: "100.64.0.1", PeerRelay: true, Direct: true},
+		{Peer: "rita", IP: "100.64.0.1", PeerRelay: true, Relay: "roomnet"},
+	} {
+		requireCode(t, sam.ReportPaths(ctx, room.ID, []roomnet.Link{bad}), 400, roomnet.CodeBadRequest)
+	}
 	require.NoError(t, sam.ReportPaths(ctx, room.ID, links))
 	members, err = h.Admin.Members(ctx, room.ID)
 	require.NoError(t, err)

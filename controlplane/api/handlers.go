@@ -222,7 +222,7 @@ func (s *server) members(c echo.Context) error {
 			v.PathSource = m.Paths.Source
 			v.Links = []roomnet.Link{}
 			for _, l := range m.Paths.Links {
-				v.Links = append(v.Links, roomnet.Link{Peer: l.Peer, IP: l.IP, Direct: l.Direct, Addr: l.Addr, Relay: l.Relay,
+				v.Links = append(v.Links, roomnet.Link{Peer: l.Peer, IP: l.IP, Direct: l.Direct, Addr: l.Addr, Relay: l.Relay, PeerRelay: l.PeerRelay,
 					RTTMS: float64(l.RTT.Microseconds()) / 1000, Inferred: l.Inferred})
 			}
 		}
@@ -305,7 +305,7 @@ func pathLinks(req roomnet.PathReport) ([]service.Link, error) {
 		if !(l.RTTMS >= 0 && l.RTTMS <= 60000) {
 			return nil, cp.Invalid("links: rtt_ms 0 to 60000")
 		}
-		links[i] = service.Link{Peer: l.Peer, IP: l.IP, Direct: l.Direct, Addr: l.Addr, Relay: l.Relay,
+		links[i] = service.Link{Peer: l.Peer, IP: l.IP, Direct: l.Direct, Addr: l.Addr, Relay: l.Relay, PeerRelay: l.PeerRelay,
 			RTT: time.Duration(l.RTTMS * float64(time.Millisecond))}
 	}
 	return links, nil

@@ -15,9 +15,11 @@ type Link struct {
 	Peer   string // the peer's username
 	IP     string // the peer's room address
 	Direct bool
-	Addr   string // direct: the peer's endpoint
-	Relay  string // relayed: the DERP region
-	RTT    time.Duration
+	Addr   string // direct: the peer's endpoint; peer relay: the relay's
+	Relay  string // relayed by DERP: the region
+	// PeerRelay: relayed by a roommate's peer relay, not by DERP.
+	PeerRelay bool
+	RTT       time.Duration
 	// Inferred: the server's guess, not a measurement (Source "server"):
 	// both nodes online and our relay carried nothing between them.
 	Inferred bool
@@ -102,6 +104,9 @@ func (s *Service) ReportPaths(ctx context.Context, actor cp.User, roomID string,
 	for _, l := range links {
 		if len(l.Peer) > 32 || len(l.IP) > 64 || len(l.Addr) > 64 || len(l.Relay) > 64 || l.RTT < 0 || l.RTT > time.Minute {
 			return cp.Invalid("links: a field out of range")
+		}
+		if l.PeerRelay && (l.Direct || l.Relay != "") {
+			return cp.Invalid("links: peer_relay is neither direct nor a DERP relay")
 		}
 	}
 	room, err := s.store.Room(ctx, roomID)

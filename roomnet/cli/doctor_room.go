@@ -17,10 +17,13 @@ import (
 
 // RoomCell is one entry of doctor --room's matrix: how From reaches To.
 type RoomCell struct {
-	To     string  `json:"to"`
-	Direct bool    `json:"direct"`
-	Path   string  `json:"path,omitempty"` // the direct endpoint or the relay
-	RTTMS  float64 `json:"rtt_ms,omitempty"`
+	To     string `json:"to"`
+	Direct bool   `json:"direct"`
+	Path   string `json:"path,omitempty"` // the direct endpoint or the relay
+	// PeerRelay: through a roommate's peer relay, whose "ip:port:vni:N"
+	// is the path (empty in other members' rows for non-admins).
+	PeerRelay bool    `json:"peer_relay,omitempty"`
+	RTTMS     float64 `json:"rtt_ms,omitempty"`
 	// Sent/Lost: this machine's pings (the row measured here); absent in
 	// other members' rows, which are their latest reports.
 	Sent     int      `json:"sent,omitempty"`
@@ -91,9 +94,12 @@ func roomDoctor(ctx context.Context, env Env, count int, asJSON bool) error {
 				continue
 			}
 			l := roomnet.Link{Peer: cell.To, IP: m.Nodes[0].IPs[0], Direct: cell.Direct, RTTMS: cell.RTTMS}
-			if cell.Direct {
+			switch {
+			case cell.Direct:
 				l.Addr = cell.Path
-			} else {
+			case cell.PeerRelay:
+				l.PeerRelay, l.Addr = true, cell.Path
+			default:
 				l.Relay = cell.Path
 			}
 			links = append(links, l)
@@ -120,8 +126,8 @@ func roomDoctor(ctx context.Context, env Env, count int, asJSON bool) error {
 				continue
 			}
 			seen[l.Peer] = true
-			cell := RoomCell{To: l.Peer, Direct: l.Direct, RTTMS: l.RTTMS, Inferred: l.Inferred, Path: l.Relay}
-			if l.Direct {
+			cell := RoomCell{To: l.Peer, Direct: l.Direct, PeerRelay: l.PeerRelay, RTTMS: l.RTTMS, Inferred: l.Inferred, Path: l.Relay}
+			if l.Direct || l.PeerRelay {
 				cell.Path = l.Addr
 			}
 			r.Cells = append(r.Cells, cell)
@@ -185,7 +191,7 @@ func pingMember(ctx context.Context, dir, member string, count int) RoomCell {
 			continue
 		}
 		rtts = append(rtts, r.RTTMS)
-		cell.Direct, cell.Path = r.Direct, r.Path
+		cell.Direct, cell.Path, cell.PeerRelay = r.Direct, r.Path, r.PeerRelay
 	}
 	if len(rtts) > 0 {
 		slices.Sort(rtts)
@@ -212,6 +218,8 @@ func cellText(c RoomCell, measured bool) string {
 		if c.Inferred {
 			b.WriteString("?")
 		}
+	} else if c.PeerRelay {
+		b.WriteString("peer relay")
 	} else {
 		b.WriteString("relayed")
 	}

@@ -537,11 +537,14 @@ func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomn
 						rttMS = float64(pp.RTT.Microseconds()) / 1000
 						rtt = ", " + formatRTT(rttMS)
 						link.RTTMS = rttMS
-						if link.Relay == "" && pp.Endpoint == "" {
+						if link.Relay == "" && pp.Endpoint == "" && pp.PeerRelay == "" {
 							link.Relay = pp.Relay // the netmap may not name the peer's relay yet
 						}
 					}
 					cancel()
+				}
+				if !p.Direct && p.PeerRelay != "" {
+					link.PeerRelay, link.Addr, link.Relay = true, p.PeerRelay, ""
 				}
 				path := "relayed"
 				switch {

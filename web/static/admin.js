@@ -254,7 +254,7 @@ async function loadMembers() {
       // path_source "server": the control plane's inference for a member
       // whose client sends no report (the official Tailscale client).
       const links = (m.links || []).map((l) => el('div', { class: 'path', dataset: { peer: l.peer, ip: l.ip || '', source: m.path_source || '' } },
-        `${l.peer}${l.ip ? ' (' + l.ip + ')' : ''}: `, el('span', { class: 'pill ' + (l.direct ? 'ok' : 'warn') }, l.direct ? (l.inferred ? 'direct (inferred)' : 'direct') : `relayed ${l.relay || ''}`),
+        `${l.peer}${l.ip ? ' (' + l.ip + ')' : ''}: `, el('span', { class: 'pill ' + (l.direct ? 'ok' : 'warn') }, l.direct ? (l.inferred ? 'direct (inferred)' : 'direct') : l.peer_relay ? 'peer relay' : `relayed ${l.relay || ''}`),
         l.rtt_ms ? ` ${l.rtt_ms.toFixed(1)} ms` : ''));
       if (links.length && m.path_source === 'server') links.push(el('div', { class: 'muted path-source' }, 'seen by the server'));
       const noLinks = m.path_source === 'server' ? 'no peer online' : 'no report';
