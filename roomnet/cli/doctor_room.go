@@ -84,27 +84,7 @@ func roomDoctor(ctx context.Context, env Env, count int, asJSON bool) error {
 
 	// This machine's row becomes its path report (the session's own
 	// report replaces it within seconds; the admin sees the p50 until then).
-	var links []roomnet.Link
-	for _, cell := range mine.Cells {
-		if cell.Error != "" && cell.RTTMS == 0 {
-			continue
-		}
-		for _, m := range members {
-			if m.Username != cell.To || len(m.Nodes) == 0 || len(m.Nodes[0].IPs) == 0 {
-				continue
-			}
-			l := roomnet.Link{Peer: cell.To, IP: m.Nodes[0].IPs[0], Direct: cell.Direct, RTTMS: cell.RTTMS}
-			switch {
-			case cell.Direct:
-				l.Addr = cell.Path
-			case cell.PeerRelay:
-				l.PeerRelay, l.Addr = true, cell.Path
-			default:
-				l.Relay = cell.Path
-			}
-			links = append(links, l)
-		}
-	}
+	links := cellLinks(mine.Cells, members)
 	published := c.ReportPaths(ctx, s.Room, links)
 
 	// The others' rows: their latest reports, as the server shows them
@@ -112,28 +92,7 @@ func roomDoctor(ctx context.Context, env Env, count int, asJSON bool) error {
 	if after, err := c.Members(ctx, s.Room); err == nil {
 		members = after
 	}
-	rows := []RoomRow{mine}
-	for _, m := range members {
-		if m.Username == s.Username {
-			continue
-		}
-		r := RoomRow{From: m.Username, Source: m.PathSource, Cells: []RoomCell{}}
-		seen := map[string]bool{}
-		for _, l := range m.Links {
-			// One cell per peer: the first of its addresses (a node
-			// has an IPv4 and an IPv6 one, reported apiece).
-			if seen[l.Peer] {
-				continue
-			}
-			seen[l.Peer] = true
-			cell := RoomCell{To: l.Peer, Direct: l.Direct, PeerRelay: l.PeerRelay, RTTMS: l.RTTMS, Inferred: l.Inferred, Path: l.Relay}
-			if l.Direct || l.PeerRelay {
-				cell.Path = l.Addr
-			}
-			r.Cells = append(r.Cells, cell)
-		}
-		rows = append(rows, r)
-	}
+	rows := append([]RoomRow{mine}, reportedRows(s.Username, members)...)
 	unreachable := 0
 	for _, cell := range mine.Cells {
 		if cell.Sent == 0 || cell.LossPct == nil || *cell.LossPct == 100 {
@@ -207,6 +166,61 @@ func pingMember(ctx context.Context, dir, member string, count int) RoomCell {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// cellLinks turns this machine's measured cells into its path report:
+// one link per answering member, to the member's first address.
+func cellLinks(cells []RoomCell, members []roomnet.Member) []roomnet.Link {
+	var links []roomnet.Link
+	for _, cell := range cells {
+		if cell.Error != "" && cell.RTTMS == 0 {
+			continue
+		}
+		for _, m := range members {
+			if m.Username != cell.To || len(m.Nodes) == 0 || len(m.Nodes[0].IPs) == 0 {
+				continue
+			}
+			l := roomnet.Link{Peer: cell.To, IP: m.Nodes[0].IPs[0], Direct: cell.Direct, RTTMS: cell.RTTMS}
+			switch {
+			case cell.Direct:
+				l.Addr = cell.Path
+			case cell.PeerRelay:
+				l.PeerRelay, l.Addr = true, cell.Path
+			default:
+				l.Relay = cell.Path
+			}
+			links = append(links, l)
+		}
+	}
+	return links
+}
+
+// reportedRows are the other members' rows: their latest reports, as the
+// server shows them (endpoints to admins only).
+func reportedRows(me string, members []roomnet.Member) []RoomRow {
+	var rows []RoomRow
+	for _, m := range members {
+		if m.Username == me {
+			continue
+		}
+		r := RoomRow{From: m.Username, Source: m.PathSource, Cells: []RoomCell{}}
+		seen := map[string]bool{}
+		for _, l := range m.Links {
+			// One cell per peer: the first of its addresses (a node
+			// has an IPv4 and an IPv6 one, reported apiece).
+			if seen[l.Peer] {
+				continue
+			}
+			seen[l.Peer] = true
+			cell := RoomCell{To: l.Peer, Direct: l.Direct, PeerRelay: l.PeerRelay, RTTMS: l.RTTMS, Inferred: l.Inferred, Path: l.Relay}
+			if l.Direct || l.PeerRelay {
+				cell.Path = l.Addr
+			}
+			r.Cells = append(r.Cells, cell)
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
 
 func cellText(c RoomCell, measured bool) string {
 	if c.Error != "" && c.RTTMS == 0 {
