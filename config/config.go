@@ -131,6 +131,9 @@ type Rooms struct {
 	MaxPlayers        int
 	ReconcileInterval time.Duration
 	MaxRoomsPerUser   int
+	// PeerRelays lets a room's members relay for each other (the CLI's
+	// --relay-port): the isolation policy's relay grant.
+	PeerRelays bool
 }
 
 // Auth holds account options.
@@ -284,6 +287,7 @@ var options = []option[Config]{
 	{"rooms.max_players", "upper bound on a room's max_players", "64", integer(func(c *Config) *int { return &c.Rooms.MaxPlayers })},
 	{"rooms.reconcile_interval", "how often rooms are reconciled with Headscale", "1m", duration(func(c *Config) *time.Duration { return &c.Rooms.ReconcileInterval })},
 	{"rooms.max_per_user", "open rooms a user may host at once", "5", integer(func(c *Config) *int { return &c.Rooms.MaxRoomsPerUser })},
+	{"rooms.peer_relays", "room members may relay for each other (roomnet --relay-port)", "true", boolean(func(c *Config) *bool { return &c.Rooms.PeerRelays })},
 
 	{"admin.username", "name of the bootstrapped admin", "admin", str(func(c *Config) *string { return &c.Auth.AdminUsername })},
 	{"admin.password", "bootstrap admin password (empty: generated and printed once)", "", str(func(c *Config) *string { return &c.Auth.AdminPassword })},

@@ -159,6 +159,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (_ *Server, err er
 		JoinKeyTTL:      cfg.Rooms.JoinKeyTTL,
 		MaxPlayers:      cfg.Rooms.MaxPlayers,
 		MaxRoomsPerUser: cfg.Rooms.MaxRoomsPerUser,
+		NoPeerRelays:    !cfg.Rooms.PeerRelays,
 		TokenTTL:        cmp.Or(o.TokenTTL, cfg.Auth.TokenTTL),
 		OpenSignup:      cfg.Auth.OpenSignup,
 		ReconcileGrace:  o.ReconcileGrace,

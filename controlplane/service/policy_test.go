@@ -20,6 +20,16 @@ import (
 // companion cap/relay-target) between roommates only, never with the other
 // room.
 func TestIsolationPolicyKeepsRelayGrantsInTheRoom(t *testing.T) {
+	checkIsolation(t, IsolationPolicy, true)
+}
+
+// With rooms.peer_relays off the rooms are as isolated, and nobody gets
+// cap/relay at all.
+func TestIsolationPolicyWithoutPeerRelaysGrantsNoRelay(t *testing.T) {
+	checkIsolation(t, IsolationPolicyNoPeerRelays, false)
+}
+
+func checkIsolation(t *testing.T, policy string, relay bool) {
 	users := types.Users{
 		{Model: gorm.Model{ID: 1}, Name: "room-a"},
 		{Model: gorm.Model{ID: 2}, Name: "room-b"},
@@ -38,7 +48,7 @@ func TestIsolationPolicyKeepsRelayGrantsInTheRoom(t *testing.T) {
 			Hostinfo: &tailcfg.Hostinfo{},
 		})
 	}
-	pm, err := policyv2.NewPolicyManager([]byte(IsolationPolicy), users, nodes.ViewSlice())
+	pm, err := policyv2.NewPolicyManager([]byte(policy), users, nodes.ViewSlice())
 	require.NoError(t, err, "Headscale refuses the isolation policy")
 
 	room := func(n *types.Node) *netipx.IPSet {
@@ -101,8 +111,8 @@ func TestIsolationPolicyKeepsRelayGrantsInTheRoom(t *testing.T) {
 				}
 			}
 		}
-		require.True(t, caps[tailcfg.PeerCapabilityRelay], "%s: no cap/relay from its roommate; rules %+v", n.Hostname, rules)
-		require.True(t, caps[tailcfg.PeerCapabilityRelayTarget], "%s: no cap/relay-target; rules %+v", n.Hostname, rules)
+		require.Equal(t, relay, caps[tailcfg.PeerCapabilityRelay], "%s: cap/relay from its roommate; rules %+v", n.Hostname, rules)
+		require.Equal(t, relay, caps[tailcfg.PeerCapabilityRelayTarget], "%s: cap/relay-target; rules %+v", n.Hostname, rules)
 		require.True(t, slices.ContainsFunc(rules, func(r tailcfg.FilterRule) bool { return len(r.DstPorts) > 0 }), "%s: no traffic allowed", n.Hostname)
 	}
 }

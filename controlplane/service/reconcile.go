@@ -24,6 +24,19 @@ import (
 const IsolationPolicy = `{"acls":[{"action":"accept","src":["autogroup:member"],"dst":["autogroup:self:*"]}],` +
 	`"grants":[{"src":["autogroup:member"],"dst":["autogroup:self"],"app":{"tailscale.com/cap/relay":[{}]}}]}`
 
+// IsolationPolicyNoPeerRelays is IsolationPolicy without the relay grant
+// (rooms.peer_relays off): members reach each other directly or through
+// DERP, never through a roommate.
+const IsolationPolicyNoPeerRelays = `{"acls":[{"action":"accept","src":["autogroup:member"],"dst":["autogroup:self:*"]}]}`
+
+// policy is the isolation policy this service keeps on every shard.
+func (s *Service) policy() string {
+	if s.opts.NoPeerRelays {
+		return IsolationPolicyNoPeerRelays
+	}
+	return IsolationPolicy
+}
+
 // Report counts what a reconciliation removed.
 type Report struct {
 	Users, Nodes, Keys int
@@ -44,10 +57,10 @@ func (s *Service) EnsurePolicy(ctx context.Context) (changed bool, err error) {
 			errs = append(errs, fmt.Errorf("shard %s: %w", n, err))
 			continue
 		}
-		if strings.TrimSpace(cur) == IsolationPolicy {
+		if strings.TrimSpace(cur) == s.policy() {
 			continue
 		}
-		if err := c.SetPolicy(ctx, IsolationPolicy); err != nil {
+		if err := c.SetPolicy(ctx, s.policy()); err != nil {
 			errs = append(errs, fmt.Errorf("shard %s: %w", n, err))
 			continue
 		}

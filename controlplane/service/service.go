@@ -65,6 +65,9 @@ type Options struct {
 	MaxRoomsPerUser int
 	TokenTTL        time.Duration
 	OpenSignup      bool
+	// NoPeerRelays keeps the relay grant out of the isolation policy:
+	// members never relay for each other (rooms.peer_relays off).
+	NoPeerRelays bool
 	// ReconcileGrace spares Headscale users and keys younger than this
 	// from reconciliation (default 2m): a room's Headscale user exists a
 	// moment before its database row, a key a moment before its record.

@@ -287,3 +287,22 @@ func TestReconcileGoesOnWhenAShardIsDown(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, users)
 }
+
+// rooms.peer_relays off: reconciliation keeps the policy without the
+// relay grant on every shard, and replaces the one with it.
+func TestReconcileSetsThePolicyWithoutPeerRelays(t *testing.T) {
+	f, hs := shardFixture(t, []string{"a", "b"}, func(o *Options) { o.NoPeerRelays = true })
+	ctx := context.Background()
+	require.NoError(t, hs["a"].SetPolicy(ctx, IsolationPolicy)) // as a previous start left it
+	rep, err := f.svc.Reconcile(ctx)
+	require.NoError(t, err)
+	require.True(t, rep.PolicySet)
+	for name, h := range hs {
+		policy, err := h.GetPolicy(ctx)
+		require.NoError(t, err)
+		require.Equal(t, IsolationPolicyNoPeerRelays, policy, "shard %s", name)
+	}
+	rep, err = f.svc.Reconcile(ctx)
+	require.NoError(t, err)
+	require.False(t, rep.PolicySet, "an unchanged policy is not set again")
+}
