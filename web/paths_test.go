@@ -56,3 +56,27 @@ func TestAdminShowsServerInferredPaths(t *testing.T) {
 	}
 	requireCleanConsole(t, tab)
 }
+
+// A pair relayed by a roommate's peer relay is shown as a peer relay, not
+// as a DERP region.
+func TestAdminShowsAPeerRelayedPath(t *testing.T) {
+	b := browser(t)
+	h := roomnettest.New(t)
+	ctx := roomnettest.Context(t, 120*time.Second)
+	gus, hal := h.User("gus"), h.User("hal")
+	room, err := gus.CreateRoom(ctx, roomnet.CreateRoom{Name: "Peer relayed", MaxPlayers: 4, Public: true})
+	require.NoError(t, err)
+	_, err = hal.Join(ctx, room.ID, "")
+	require.NoError(t, err)
+	require.NoError(t, hal.ReportPaths(ctx, room.ID, []roomnet.Link{{Peer: "gus", IP: "100.64.0.1", PeerRelay: true, Addr: "203.0.113.7:40000:vni:7", RTTMS: 4}}))
+
+	tab := profile(t, b)
+	signInAdmin(t, tab, h)
+	run(t, tab, "members", chromedp.Click(chromedp.CSS(`a[data-tab="rooms"]`)),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button`, room.ID))),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button`, room.ID))),
+		chromedp.WaitVisible(chromedp.CSS(`#members tr[data-member="hal"] .path`)))
+	paths := eval[[]string](t, tab, `[...document.querySelectorAll('#members tr[data-member="hal"] .path')].map((p) => p.dataset.source + '|' + p.textContent)`)
+	require.Equal(t, []string{"client|gus (100.64.0.1): peer relay 4.0 ms"}, paths)
+	requireCleanConsole(t, tab)
+}
