@@ -441,6 +441,7 @@ func (s *Server) closeParts() error {
 		errs = append(errs, s.hsClient.Close())
 	}
 	errs = append(errs, s.closeShards())
+	s.relayNotes.close() // no more remote heartbeats into the registry
 	if s.relays != nil {
 		s.relays.Close()
 	}
@@ -455,7 +456,6 @@ func (s *Server) closeParts() error {
 	}
 	s.evRelay.close()
 	s.shardNotes.close()
-	s.relayNotes.close()
 	errs = append(errs, s.redis.close())
 	if s.chatDB != nil {
 		errs = append(errs, s.chatDB.Close())

@@ -35,6 +35,13 @@ type commitStore interface {
 	Append(ctx context.Context, msgs []StoredMessage) error
 }
 
+// takenSkipper is a store that writes rows skipping those whose keys are
+// taken, in one statement (GormStore): tombstones then need no fallback
+// to one write per seq when another writer got there first.
+type takenSkipper interface {
+	AppendSkippingTaken(ctx context.Context, msgs []StoredMessage) error
+}
+
 type pending struct {
 	msg  StoredMessage
 	done func(StoredMessage, error)
@@ -183,11 +190,11 @@ func (c *committer) tombstone(m StoredMessage, cause error) {
 	}
 }
 
-// tombstoneAll tombstones the seqs of ms in one transaction. When the
-// store refuses it because a seq was taken meanwhile (a slow writer's
-// message, another node's tombstone) they are written one by one, each
-// taken seq skipped. When the store fails, nothing is written: the holes
-// stay for the next pull to try.
+// tombstoneAll tombstones the seqs of ms, leaving out every seq taken
+// meanwhile (a slow writer's message, another node's tombstone): in one
+// statement per appendRows on a takenSkipper; otherwise in one
+// transaction, and one by one when that is refused for a taken seq. When
+// the store fails the holes stay for the next pull to try.
 func (c *committer) tombstoneAll(ms []StoredMessage, cause error) {
 	if len(ms) == 0 {
 		return
@@ -195,6 +202,15 @@ func (c *committer) tombstoneAll(ms []StoredMessage, cause error) {
 	ts := make([]StoredMessage, len(ms))
 	for i, m := range ms {
 		ts[i] = tombstoneAt(m)
+	}
+	if sk, ok := c.store.(takenSkipper); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := sk.AppendSkippingTaken(ctx, ts); err != nil {
+			c.log.Error("writing tombstones; the seqs stay holes until a pull finds the store back", "conv", ms[0].Conv,
+				"first", ms[0].Seq, "last", ms[len(ms)-1].Seq, "err", err, "cause", cause)
+		}
+		return
 	}
 	err := c.writeRetrying(ts)
 	switch {

@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// appendCounter counts the store's transactions and can store a slow
-// writer's message just before the first batch of tombstones lands.
+// appendCounter counts the store's writes and can store a slow writer's
+// message just before the first batch of tombstones lands.
 type appendCounter struct {
 	*GormStore
 	mu       sync.Mutex
@@ -38,6 +38,20 @@ func (a *appendCounter) Append(ctx context.Context, msgs []StoredMessage) error 
 	return a.GormStore.Append(ctx, msgs)
 }
 
+func (a *appendCounter) AppendSkippingTaken(ctx context.Context, msgs []StoredMessage) error {
+	a.mu.Lock()
+	a.appends++
+	slow := a.slowSeq != 0 && !a.slowDone
+	a.slowDone = a.slowDone || slow
+	a.mu.Unlock()
+	if slow {
+		if err := a.GormStore.Append(ctx, []StoredMessage{msgAt(msgs[0].Conv, a.slowSeq, 7, "slow-writer")}); err != nil {
+			return err
+		}
+	}
+	return a.GormStore.AppendSkippingTaken(ctx, msgs)
+}
+
 func (a *appendCounter) count() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -46,8 +60,8 @@ func (a *appendCounter) count() int {
 
 // A hole thousands of seqs wide (a failed PostgreSQL during a burst of
 // sends leaves one: each retry allocated a seq that was never written)
-// is tombstoned in a few transactions, not one per seq; a seq a slow
-// writer stores meanwhile keeps its message.
+// is tombstoned in a few writes, not one per seq; a seq a slow writer
+// stores meanwhile keeps its message and costs no extra write.
 func TestAWideHoleIsTombstonedInFewTransactions(t *testing.T) {
 	ctx := context.Background()
 	for name, store := range openStores(t) {
@@ -81,12 +95,9 @@ func TestAWideHoleIsTombstonedInFewTransactions(t *testing.T) {
 					after = p.top
 					pulls++
 				}
-				// 3,000 holes at 1,024 a pull: 3 transactions, and with the
-				// slow writer's conflict 1,023 single ones more.
+				// 3,000 holes at 1,024 a pull: 3 writes, the slow writer's
+				// seq skipped within its write.
 				want := 3
-				if slow != 0 {
-					want = 3 + 1024
-				}
 				if got := counted.count(); got != want {
 					t.Fatalf("%d transactions for a 3,000-seq hole over %d pulls, want %d", got, pulls, want)
 				}

@@ -41,7 +41,9 @@ func (s *Server) DeleteMessage(ctx context.Context, conv string, seq uint64) err
 	}
 	// Stored as deleted: history, sync and later pulls no longer show it,
 	// whatever the bus does.
-	s.publishConv(conv, b, true)
+	if sent := s.publishConv(conv, b, true); sent != nil {
+		<-sent
+	}
 	return nil
 }
 

@@ -60,20 +60,36 @@ func newPublisher(bus batchBus, local func(string, []byte), refused prometheus.C
 	return p
 }
 
-// publish queues a payload. Without wait it never blocks on the bus;
-// with wait it returns once the payload's batch was published (or
-// refused and handed to local).
-func (p *publisher) publish(topic string, payload []byte, wait bool) {
+// publish queues a payload; it never blocks on the bus. With track set
+// it returns a channel closed once the payload was published (or refused
+// and handed to local); nil when it is handled already.
+//
+// A full queue (the bus stalled) is handed to local in order, the
+// payloads queued first, so that this node's clients never get a frame
+// before an earlier one of its conversation (a deletion before its
+// message).
+func (p *publisher) publish(topic string, payload []byte, track bool) <-chan struct{} {
 	m := busPayload{topic: topic, payload: payload}
-	if wait {
+	if track {
 		m.sent = make(chan struct{})
 	}
 	p.mu.Lock()
 	if p.closed || len(p.queue) >= p.maxQueued {
+		spill := []busPayload{m} // closed: what is queued goes out on the bus
+		if !p.closed {
+			spill = append(p.queue, m)
+			p.queue = nil
+		}
 		p.mu.Unlock()
-		p.refused.Inc()
-		p.local(topic, payload)
-		return
+		p.refused.Add(float64(len(spill)))
+		p.log.Warn("the bus is stalled; queued messages go to this node's clients only, the other nodes' clients pull them", "payloads", len(spill))
+		for _, s := range spill {
+			p.local(s.topic, s.payload)
+			if s.sent != nil {
+				close(s.sent)
+			}
+		}
+		return nil
 	}
 	p.queue = append(p.queue, m)
 	p.mu.Unlock()
@@ -81,9 +97,7 @@ func (p *publisher) publish(topic string, payload []byte, wait bool) {
 	case p.wake <- struct{}{}:
 	default:
 	}
-	if wait {
-		<-m.sent
-	}
+	return m.sent
 }
 
 // close publishes what is queued and stops.

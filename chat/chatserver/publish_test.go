@@ -89,8 +89,8 @@ func TestPublisherKeepsOrderAndFallsBackToLocalDelivery(t *testing.T) {
 	}
 }
 
-// A stalled bus does not hold memory without bound: past the queue's
-// limit payloads go straight to local delivery.
+// A stalled bus does not hold memory without bound: at the queue's limit
+// what is queued goes to local delivery, in order, before the new payload.
 func TestPublisherQueueIsBounded(t *testing.T) {
 	stall := make(chan struct{})
 	bus := &stalledBus{release: stall}
@@ -102,42 +102,48 @@ func TestPublisherQueueIsBounded(t *testing.T) {
 	for i := 1; i <= 15; i++ {
 		p.publish("t", fmt.Appendf(nil, "%d", i), false)
 	}
-	if got, want := local.list(), payloads("t", 11, 15); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("over the limit, local delivery got %v, want %v", got, want)
+	if got, want := local.list(), payloads("t", 1, 11); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("at the limit, local delivery got %v, want %v (the queue, then the new one)", got, want)
 	}
-	// Over the limit even a waiting publish does not wait.
-	p.publish("t", []byte("16"), true)
+	if got := testutil.ToFloat64(refused); got != 11 {
+		t.Fatalf("refused %v, want 11", got)
+	}
+	sent := p.publish("t", []byte("16"), true)
+	if sent == nil {
+		t.Fatal("a tracked publish below the limit was not queued")
+	}
 	close(stall)
+	select {
+	case <-sent:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a tracked payload was never marked sent")
+	}
 	p.close()
-	if got := bus.taken(); got != 11 {
-		t.Fatalf("the bus was handed %d payloads, want the 11 queued", got)
+	if got := bus.taken(); got != 6 {
+		t.Fatalf("the bus was handed %d payloads, want 6 (0, then 12 to 16)", got)
 	}
 }
 
-// A waiting publish (a room's closing message) returns only once the bus
-// has taken the payload.
-func TestPublisherWaitReturnsOncePublished(t *testing.T) {
+// A tracked publish (a room's closing message) reports when the bus has
+// taken the payload, and never blocks the caller.
+func TestPublisherTracksUntilPublished(t *testing.T) {
 	stall := make(chan struct{})
 	bus := &stalledBus{release: stall}
 	var local recorder
 	p := newPublisher(bus, local.add, prometheus.NewCounter(prometheus.CounterOpts{Name: "refused"}), slog.New(slog.DiscardHandler), 10)
 	defer p.close()
-	returned := make(chan struct{})
-	go func() {
-		p.publish("t", []byte("closing"), true)
-		close(returned)
-	}()
+	sent := p.publish("t", []byte("closing"), true)
 	waitFor(t, 5*time.Second, "the payload handed to the bus", func() bool { return bus.taken() == 1 })
 	select {
-	case <-returned:
-		t.Fatal("a waiting publish returned while the bus had not finished with it")
+	case <-sent:
+		t.Fatal("marked sent while the bus had not finished with it")
 	case <-time.After(100 * time.Millisecond):
 	}
 	close(stall)
 	select {
-	case <-returned:
+	case <-sent:
 	case <-time.After(5 * time.Second):
-		t.Fatal("a waiting publish did not return once the bus took the payload")
+		t.Fatal("not marked sent once the bus took the payload")
 	}
 }
 

@@ -114,7 +114,12 @@ func (s *Server) append(ctx context.Context, m StoredMessage, published bool, do
 			s.dedupe.remember(stored)
 		}
 		if published {
-			s.publishMessage(stored, true)
+			// Queued here, in order; done waits elsewhere, for the
+			// committer must not wait on the bus.
+			if sent := s.publishMessage(stored, true); sent != nil {
+				go func() { <-sent; done(stored, nil) }()
+				return
+			}
 			done(stored, nil)
 			return
 		}
@@ -131,16 +136,17 @@ func toWire(m StoredMessage) chat.Message {
 	}
 }
 
-// publishMessage hands m to the bus; with wait set it returns once the
-// bus has taken it (or refused it and this node's clients have it).
-func (s *Server) publishMessage(m StoredMessage, wait bool) {
+// publishMessage hands m to the bus; with track set it returns a channel
+// closed once the bus has taken it (or refused it and this node's clients
+// have it), nil when that is done already.
+func (s *Server) publishMessage(m StoredMessage, track bool) <-chan struct{} {
 	wm := toWire(m)
 	b, err := chat.Encode(chat.Frame{Type: chat.TypeMsg, Msg: &wm})
 	if err != nil {
 		s.log.Error("encoding message", "err", err)
-		return
+		return nil
 	}
-	s.publishConv(m.Conv, b, wait)
+	return s.publishConv(m.Conv, b, track)
 }
 
 // publishConv publishes a frame of a conversation (a message, a deletion,
@@ -149,16 +155,17 @@ func (s *Server) publishMessage(m StoredMessage, wait bool) {
 // deletion never overtakes its message). When the bus refuses, this
 // node's subscribers get the frame straight away; the other nodes'
 // clients pull what they missed when the bus is back (catchUp) or at
-// their next message or sync.
-func (s *Server) publishConv(conv string, b []byte, wait bool) {
+// their next message or sync. With track set it returns what
+// publisher.publish returns; an in-process bus has published already.
+func (s *Server) publishConv(conv string, b []byte, track bool) <-chan struct{} {
 	if s.pub != nil {
-		s.pub.publish(topicConv+conv, b, wait)
-		return
+		return s.pub.publish(topicConv+conv, b, track)
 	}
 	if err := s.bus.Publish(context.Background(), topicConv+conv, b); err != nil {
 		s.log.Warn("publishing on the bus; other nodes' clients will pull it", "conv", conv, "err", err)
 		s.onBus(topicConv+conv, b)
 	}
+	return nil
 }
 
 // ErrBadAnnounce reports an announcement to a conversation that cannot

@@ -138,6 +138,18 @@ func (s *GormStore) Close() error {
 // parameter limits).
 const appendRows = 256
 
+// AppendSkippingTaken writes msgs, leaving out every row whose seq or
+// client message id is stored already, with no error for those: for
+// tombstones, where a seq taken meanwhile (a slow writer's message,
+// another node's tombstone) needs none. Up to appendRows rows a
+// statement, each statement atomic.
+func (s *GormStore) AppendSkippingTaken(ctx context.Context, msgs []StoredMessage) error {
+	for i := range msgs {
+		msgs[i].ConvDedupe = msgs[i].Conv
+	}
+	return s.db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(msgs, appendRows).Error
+}
+
 // Append implements MessageStore.
 func (s *GormStore) Append(ctx context.Context, msgs []StoredMessage) error {
 	for i := range msgs {

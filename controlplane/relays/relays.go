@@ -20,6 +20,7 @@ package relays
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -43,9 +44,12 @@ type Registry struct {
 	// it stays in the map, so a relay joining the region changes nothing.
 	primary map[int]string
 	share   func(roomnet.RelayHeartbeat)
-	local   func() roomnet.RelayStats
-	stop    chan struct{}
-	done    chan struct{}
+
+	pubMu     sync.Mutex       // one publish at a time
+	published *tailcfg.DERPMap // the last map onChange took
+	local     func() roomnet.RelayStats
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 // New returns a registry; static relays (the embedded one) never expire.
@@ -198,22 +202,42 @@ func (r *Registry) Map() *tailcfg.DERPMap {
 }
 
 // ControlMap is the map for Headscale (see the package comment): per
-// region one DERP node, the one named before while it is in the map,
-// else the first by name; no STUN-only node. A region with no DERP node
-// is left out.
+// region one DERP node, the one named before while it is healthy (its
+// heartbeats on time), else the first healthy one by name, else the one
+// named before or the first; no STUN-only node. A region with no DERP
+// node is left out.
 func (r *Registry) ControlMap() *tailcfg.DERPMap {
+	healthy := map[string]bool{}
+	for _, rl := range r.List() {
+		healthy[rl.Node.Name] = rl.Healthy
+	}
 	m := r.Map()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, reg := range m.Regions {
-		var pick *tailcfg.DERPNode
+		var first, firstHealthy, current *tailcfg.DERPNode
 		for _, n := range reg.Nodes {
 			if n.STUNOnly {
 				continue
 			}
-			if pick == nil || n.Name == r.primary[id] {
-				pick = n
+			if first == nil {
+				first = n
 			}
+			if firstHealthy == nil && healthy[n.Name] {
+				firstHealthy = n
+			}
+			if n.Name == r.primary[id] {
+				current = n
+			}
+		}
+		pick := first
+		switch {
+		case current != nil && healthy[current.Name]:
+			pick = current
+		case firstHealthy != nil:
+			pick = firstHealthy
+		case current != nil:
+			pick = current
 		}
 		if pick == nil {
 			delete(m.Regions, id)
@@ -230,14 +254,29 @@ func (r *Registry) ControlMap() *tailcfg.DERPMap {
 	return m
 }
 
+// publish hands the control map to onChange when it differs from the
+// last one handed over; one at a time, so that an older map is never
+// written after a newer one.
 func (r *Registry) publish() error {
+	r.pubMu.Lock()
+	defer r.pubMu.Unlock()
 	m := r.ControlMap()
 	if len(m.Regions) == 0 {
 		return errors.New("relays: no relay to put in the DERP map")
 	}
-	return r.onChange(m)
+	if r.published != nil && reflect.DeepEqual(m, r.published) {
+		return nil
+	}
+	if err := r.onChange(m); err != nil {
+		return err
+	}
+	r.published = m
+	return nil
 }
 
+// sweep drops relays silent for the TTL and, every quarter TTL, hands
+// over the control map when it changed (a region's node missing its
+// heartbeats passes the region to a healthy one).
 func (r *Registry) sweep() {
 	defer close(r.done)
 	t := time.NewTicker(r.ttl / 4)
@@ -249,17 +288,13 @@ func (r *Registry) sweep() {
 		case <-t.C:
 		}
 		r.mu.Lock()
-		changed := false
 		for name, l := range r.live {
 			if r.now().Sub(l.LastSeen) > r.ttl {
 				delete(r.live, name)
-				changed = true
 			}
 		}
 		r.mu.Unlock()
-		if changed {
-			_ = r.publish()
-		}
+		_ = r.publish()
 	}
 }
 

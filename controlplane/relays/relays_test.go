@@ -57,9 +57,10 @@ func TestEmbeddedRelayShowsLocalStats(t *testing.T) {
 }
 
 // Headscale gets one DERP node per region, never a STUN-only one, and the
-// same node while it stays in the map: a relay joining the region (even
-// one whose name sorts first) changes nothing a node sees; the serving
-// relay going quiet hands the region to the next.
+// same node while it is healthy: a relay joining the region (even one
+// whose name sorts first) changes nothing a node sees; the serving relay
+// missing its heartbeats for half the TTL hands the region to a healthy
+// one, which keeps it when the first comes back.
 func TestControlMapHasOneStableNodePerRegion(t *testing.T) {
 	var mu sync.Mutex
 	var last *tailcfg.DERPMap
@@ -103,9 +104,14 @@ func TestControlMapHasOneStableNodePerRegion(t *testing.T) {
 	// 901m goes quiet; 901a keeps heartbeating; the sweep drops 901m.
 	now.Add(int64(1500 * time.Millisecond))
 	require.NoError(t, r.Heartbeat(hb("901a")))
-	now.Add(int64(1500 * time.Millisecond))
 	require.Eventually(t, func() bool {
 		s := served(901)
 		return len(s) == 1 && s[0] == "901a"
-	}, 10*time.Second, 10*time.Millisecond, "the region passes to the relay that is left")
+	}, 10*time.Second, 10*time.Millisecond, "a primary late past half the TTL hands the region to a healthy relay before it leaves the map")
+	require.Len(t, r.Map().Regions[901].Nodes, 2, "901m is late, not gone")
+	now.Add(int64(1500 * time.Millisecond))
+	require.NoError(t, r.Heartbeat(hb("901a")))
+	require.NoError(t, r.Heartbeat(hb("901m"))) // back: 901a keeps the region
+	time.Sleep(time.Second)                     // two sweeps
+	require.Equal(t, []string{"901a"}, served(901), "a relay coming back does not take the region over")
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -530,6 +531,7 @@ func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomn
 					continue
 				}
 				link := roomnet.Link{Peer: m.Username, IP: ip, Direct: p.Direct, Addr: p.CurAddr, Relay: p.Relay}
+				peerRelay := p.PeerRelay // the status's, else the ping's
 				rtt, rttMS := "", -1.0
 				if a, err := netip.ParseAddr(ip); err == nil {
 					pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -540,18 +542,19 @@ func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomn
 						if link.Relay == "" && pp.Endpoint == "" && pp.PeerRelay == "" {
 							link.Relay = pp.Relay // the netmap may not name the peer's relay yet
 						}
+						peerRelay = cmp.Or(peerRelay, pp.PeerRelay)
 					}
 					cancel()
 				}
-				if !p.Direct && p.PeerRelay != "" {
-					link.PeerRelay, link.Addr, link.Relay = true, p.PeerRelay, ""
+				if !p.Direct && peerRelay != "" {
+					link.PeerRelay, link.Addr, link.Relay = true, peerRelay, ""
 				}
 				path := "relayed"
 				switch {
 				case p.Direct:
 					path = "direct " + p.CurAddr
-				case p.PeerRelay != "":
-					path += " via the peer relay " + p.PeerRelay
+				case peerRelay != "":
+					path += " via the peer relay " + peerRelay
 				case link.Relay != "":
 					path += " via " + link.Relay
 				}
@@ -564,8 +567,8 @@ func printPaths(ctx context.Context, rep reporter, n *node.Node, members []roomn
 				switch {
 				case p.Direct:
 					fields["addr"] = p.CurAddr
-				case p.PeerRelay != "":
-					fields["peer_relay"] = p.PeerRelay
+				case peerRelay != "":
+					fields["peer_relay"] = peerRelay
 				case link.Relay != "":
 					fields["relay"] = link.Relay
 				}
