@@ -40,10 +40,7 @@ func TestAdminShowsServerInferredPaths(t *testing.T) {
 
 	tab := profile(t, b)
 	signInAdmin(t, tab, h)
-	run(t, tab, "members", chromedp.Click(chromedp.CSS(`a[data-tab="rooms"]`)),
-		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button`, room.ID))),
-		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button`, room.ID))),
-		chromedp.WaitVisible(chromedp.CSS(`#members tr[data-member="hal"] .path`)))
+	openMembers(t, tab, room.ID, "hal")
 	for _, who := range [][2]string{{"gus", "hal"}, {"hal", "gus"}} {
 		paths := eval[[]string](t, tab, fmt.Sprintf(`[...document.querySelectorAll('#members tr[data-member=%q] .path')].map((p) => p.dataset.source + '|' + p.textContent)`, who[0]))
 		require.NotEmpty(t, paths, who[0])
@@ -72,11 +69,18 @@ func TestAdminShowsAPeerRelayedPath(t *testing.T) {
 
 	tab := profile(t, b)
 	signInAdmin(t, tab, h)
-	run(t, tab, "members", chromedp.Click(chromedp.CSS(`a[data-tab="rooms"]`)),
-		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button`, room.ID))),
-		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button`, room.ID))),
-		chromedp.WaitVisible(chromedp.CSS(`#members tr[data-member="hal"] .path`)))
+	openMembers(t, tab, room.ID, "hal")
 	paths := eval[[]string](t, tab, `[...document.querySelectorAll('#members tr[data-member="hal"] .path')].map((p) => p.dataset.source + '|' + p.textContent)`)
 	require.Equal(t, []string{"client|gus (100.64.0.1): peer relay 4.0 ms"}, paths)
 	requireCleanConsole(t, tab)
+}
+
+// openMembers opens a room's members in the admin panel and waits for
+// member's paths.
+func openMembers(t *testing.T, tab context.Context, roomID, member string) {
+	t.Helper()
+	run(t, tab, "members", chromedp.Click(chromedp.CSS(`a[data-tab="rooms"]`)),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button`, roomID))),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#rooms tr[data-room=%q] button`, roomID))),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#members tr[data-member=%q] .path`, member))))
 }
