@@ -158,8 +158,15 @@ func TestRelayRecordsWhichPairsItCarries(t *testing.T) {
 	if s.RelayedBetween(string(ka), string(kb), time.Now().Add(time.Second)) {
 		t.Fatal("since is ignored")
 	}
-	if !s.NodeConnected(string(kc)) || s.NodeConnected("nodekey:00") {
-		t.Fatal("NodeConnected wrong")
+	// c's handshake is done, but the relay registers a client a moment
+	// after it: wait for that, then ask.
+	for deadline := time.Now().Add(5 * time.Second); !s.NodeConnected(string(kc)); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("NodeConnected: c, connected, is not")
+		}
+	}
+	if s.NodeConnected("nodekey:00") {
+		t.Fatal("NodeConnected: a node that never connected is")
 	}
 	if n := relayedPairs(t, s); n != 1 {
 		t.Fatalf("roomnet_derp_relayed_pairs = %v, want 1 (a→b)", n)
